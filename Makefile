@@ -1,0 +1,80 @@
+# Switchyard: an operator that merges every CI build's AppRelease into one Istio
+# VirtualService and DestinationRule per app.
+#
+# Newcomers: `make demo` (coming with the local cluster) and `make test`.
+
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+
+IMG ?= switchyard:dev
+ROOT := $(shell pwd)
+BIN := $(ROOT)/bin
+CONTROLPLANE_VERSION := v1.37.2
+CONTROLPLANE := $(BIN)/controlplane/$(CONTROLPLANE_VERSION)
+CONTROLLER_GEN := go tool controller-gen
+
+.PHONY: all
+all: build
+
+##@ General
+
+.PHONY: help
+help: ## Show the targets.
+	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: manifests
+manifests: ## Generate the CRD and RBAC manifests from the kubebuilder markers.
+	$(CONTROLLER_GEN) rbac:roleName=switchyard-manager crd paths="./..." output:crd:artifacts:config=config/crd/bases
+
+.PHONY: generate
+generate: ## Generate the DeepCopy methods.
+	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./..."
+
+.PHONY: fmt
+fmt: ## go fmt.
+	go fmt ./...
+
+.PHONY: vet
+vet: ## go vet.
+	go vet ./...
+
+.PHONY: verify-gen
+verify-gen: manifests generate ## Fail when the generated files differ from git.
+	@git diff --exit-code -- api config || { echo "generated files are out of date: run 'make manifests generate' and commit"; exit 1; }
+
+.PHONY: controlplane
+controlplane: ## Build etcd and the Kubernetes control plane into bin/ (once; several minutes the first time).
+	hack/build-controlplane.sh
+
+.PHONY: test
+test: verify-gen vet test-unit test-envtest ## Run every test suite (what CI runs).
+
+.PHONY: test-unit
+test-unit: ## Unit tests of the pure parts (routing builder), with a short fuzz run.
+	go test ./internal/routing/... ./api/...
+	go test ./internal/routing/ -run '^$$' -fuzz FuzzDecide -fuzztime 20s
+
+.PHONY: test-envtest
+test-envtest: ## Controller tests against a real kube-apiserver + etcd built by the project.
+	hack/build-controlplane.sh etcd kube-apiserver
+	KUBEBUILDER_ASSETS=$(CONTROLPLANE) go test ./internal/controller/... -coverprofile cover.out
+
+##@ Build
+
+.PHONY: build
+build: ## Build the manager binary.
+	go build -o bin/manager ./cmd
+
+.PHONY: run
+run: manifests ## Run the operator against the cluster of the current kubeconfig.
+	go run ./cmd
+
+.PHONY: install
+install: manifests ## Install the CRDs into the cluster of the current kubeconfig.
+	kubectl apply --server-side -f config/crd/bases
+
+.PHONY: docker-build
+docker-build: ## Build the operator's image (needs a Docker engine).
+	docker build -t $(IMG) .

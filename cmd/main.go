@@ -1,0 +1,133 @@
+// Command manager runs Switchyard's controllers.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/switchyard-dev/switchyard/api/v1alpha1"
+	"github.com/switchyard-dev/switchyard/internal/controller"
+	"github.com/switchyard-dev/switchyard/internal/routing"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "switchyard:", err)
+		os.Exit(1)
+	}
+}
+
+// flags are the operator's command-line settings.
+type flags struct {
+	routing              routing.Options
+	pruneSuperseded      bool
+	metricsAddr          string
+	probeAddr            string
+	leaderElect          bool
+	leaderElectNamespace string
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) (*flags, *zap.Options, error) {
+	f := &flags{}
+	fs.StringVar(&f.routing.BranchHeader, "branch-header", "x-branch", "HTTP header whose value selects a feature branch.")
+	fs.StringVar(&f.routing.Gateway, "gateway", "istio-system/ingressgateway", "Ingress gateway (namespace/name) the environments' hosts are served at.")
+	fs.StringVar(&f.routing.MeshEnvironment, "mesh-environment", "production", "Environment that traffic inside the mesh to an app's Service gets.")
+	fs.IntVar(&f.routing.KeepPrevious, "keep-previous", 1, "Previous stable releases kept per environment as instant rollback targets (Standby).")
+	fs.BoolVar(&f.pruneSuperseded, "prune-superseded", true, "Delete a superseded AppRelease once its routes, subset and Deployment are gone; false when GitOps owns the AppReleases.")
+	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
+	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
+	fs.BoolVar(&f.leaderElect, "leader-elect", false, "Elect a leader, so that only one of several replicas writes.")
+	fs.StringVar(&f.leaderElectNamespace, "leader-election-namespace", "", "Namespace of the leader-election Lease (default: the pod's namespace).")
+	zopts := &zap.Options{Development: false}
+	zopts.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, err
+	}
+	var errs []error
+	if f.routing.BranchHeader == "" || strings.ToLower(f.routing.BranchHeader) != f.routing.BranchHeader {
+		errs = append(errs, fmt.Errorf("--branch-header must be a lower-case HTTP header name, got %q", f.routing.BranchHeader))
+	}
+	if ns, name, ok := strings.Cut(f.routing.Gateway, "/"); !ok || ns == "" || name == "" {
+		errs = append(errs, fmt.Errorf("--gateway must be namespace/name, got %q", f.routing.Gateway))
+	}
+	if f.routing.KeepPrevious < 0 {
+		errs = append(errs, fmt.Errorf("--keep-previous must not be negative, got %d", f.routing.KeepPrevious))
+	}
+	return f, zopts, errors.Join(errs...)
+}
+
+func newScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(networkingv1.AddToScheme(s))
+	utilruntime.Must(v1alpha1.AddToScheme(s))
+	return s
+}
+
+func run() error {
+	f, zopts, err := parseFlags(flag.CommandLine, os.Args[1:])
+	if err != nil {
+		return err
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(zopts)))
+	log := ctrl.Log.WithName("setup")
+
+	// The cache holds AppReleases and, of everything else, only the objects
+	// Switchyard wrote: the operator's memory grows with what it manages, not
+	// with the cluster.
+	managed := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{controller.LabelManagedBy: controller.ManagedByValue})}
+	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+		Scheme:                  newScheme(),
+		Metrics:                 metricsserver.Options{BindAddress: f.metricsAddr},
+		HealthProbeBindAddress:  f.probeAddr,
+		LeaderElection:          f.leaderElect,
+		LeaderElectionID:        "switchyard.delivery.switchyard.dev",
+		LeaderElectionNamespace: f.leaderElectNamespace,
+		// Step down promptly on shutdown, so the next leader takes over at once.
+		LeaderElectionReleaseOnCancel: true,
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&appsv1.Deployment{}:            managed,
+			&corev1.Service{}:               managed,
+			&networkingv1.VirtualService{}:  managed,
+			&networkingv1.DestinationRule{}: managed,
+		}},
+	})
+	if err != nil {
+		return fmt.Errorf("create manager: %w", err)
+	}
+	if err := setup(context.Background(), mgr, f); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return err
+	}
+	log.Info("Starting manager", "branchHeader", f.routing.BranchHeader, "gateway", f.routing.Gateway,
+		"meshEnvironment", f.routing.MeshEnvironment, "keepPrevious", f.routing.KeepPrevious, "pruneSuperseded", f.pruneSuperseded)
+	return mgr.Start(ctrl.SetupSignalHandler())
+}
+
+// setup registers the indexes and both controllers.
+func setup(ctx context.Context, mgr ctrl.Manager, f *flags) error {
+	return controller.Setup(ctx, mgr, f.routing, controller.Config{PruneSuperseded: f.pruneSuperseded})
+}

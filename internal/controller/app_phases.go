@@ -1,0 +1,358 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	networking "istio.io/api/networking/v1alpha3"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	istiometaac "istio.io/client-go/pkg/applyconfiguration/meta/v1"
+	istioac "istio.io/client-go/pkg/applyconfiguration/networking/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	"github.com/switchyard-dev/switchyard/api/v1alpha1"
+	"github.com/switchyard-dev/switchyard/internal/routing"
+)
+
+// loadReleases lists every AppRelease of the app.
+func (r *AppReconciler) loadReleases(ctx context.Context, s *appScope) error {
+	list := &v1alpha1.AppReleaseList{}
+	if err := r.List(ctx, list, client.InNamespace(s.key.Namespace), client.MatchingFields{appIndex: s.key.Name}); err != nil {
+		return fmt.Errorf("list AppReleases of app %s: %w", s.key, err)
+	}
+	s.releases = make(map[string]*v1alpha1.AppRelease, len(list.Items))
+	for i := range list.Items {
+		s.releases[list.Items[i].Name] = &list.Items[i]
+	}
+	return nil
+}
+
+// loadDeployments lists the Deployments of the app's releases.
+func (r *AppReconciler) loadDeployments(ctx context.Context, s *appScope) error {
+	list := &appsv1.DeploymentList{}
+	if err := r.List(ctx, list, client.InNamespace(s.key.Namespace), client.MatchingLabels(managedLabels(s.key.Name))); err != nil {
+		return fmt.Errorf("list Deployments of app %s: %w", s.key, err)
+	}
+	s.deployments = make(map[string]*appsv1.Deployment, len(list.Items))
+	for i := range list.Items {
+		s.deployments[list.Items[i].Name] = &list.Items[i]
+	}
+	return nil
+}
+
+// loadShared reads the app's Service, VirtualService and DestinationRule.
+func (r *AppReconciler) loadShared(ctx context.Context, s *appScope) error {
+	svc, vs, dr := &corev1.Service{}, &networkingv1.VirtualService{}, &networkingv1.DestinationRule{}
+	for _, o := range []struct {
+		obj  client.Object
+		kind string
+		set  func()
+	}{
+		{svc, "Service", func() { s.service = svc }},
+		{vs, "VirtualService", func() { s.vs = vs }},
+		{dr, "DestinationRule", func() { s.dr = dr }},
+	} {
+		ours, exists, err := r.getShared(ctx, s.key, o.obj)
+		if err != nil {
+			return fmt.Errorf("get %s %s: %w", o.kind, s.key, err)
+		}
+		switch {
+		case ours:
+			o.set()
+		case exists:
+			s.foreign = append(s.foreign, o.kind)
+		}
+	}
+	return nil
+}
+
+// getShared reads one shared object: from the cache, which holds only
+// Switchyard's objects, and on a miss from the API server, to tell a foreign
+// object from none.
+func (r *AppReconciler) getShared(ctx context.Context, key client.ObjectKey, obj client.Object) (ours, exists bool, err error) {
+	err = r.Get(ctx, key, obj)
+	if apierrors.IsNotFound(err) {
+		err = r.APIReader.Get(ctx, key, obj)
+	}
+	switch {
+	case apierrors.IsNotFound(err):
+		return false, false, nil
+	case err != nil:
+		return false, false, err
+	}
+	l := obj.GetLabels()
+	return l[LabelManagedBy] == ManagedByValue && l[LabelApp] == key.Name, true, nil
+}
+
+// reconcileService applies the app's Service, which forwards port 80 to the
+// named container port of every release's pods.
+func (r *AppReconciler) reconcileService(ctx context.Context, s *appScope) (ctrl.Result, error) {
+	if len(s.decision.Live) == 0 || slices.Contains(s.foreign, "Service") {
+		return ctrl.Result{}, nil
+	}
+	owners := ownerReferences(s.decision.Live)
+	selector := map[string]string{PodLabelApp: s.key.Name, LabelManagedBy: ManagedByValue}
+	if cur := s.service; cur != nil && sameMeta(cur, s.key.Name, owners) &&
+		maps.Equal(cur.Spec.Selector, selector) && len(cur.Spec.Ports) == 1 && servicePortIsOurs(cur.Spec.Ports[0]) {
+		return ctrl.Result{}, nil
+	}
+	ac := corev1ac.Service(s.key.Name, s.key.Namespace).
+		WithLabels(managedLabels(s.key.Name)).
+		WithOwnerReferences(ownerApplyConfigs(owners)...).
+		WithSpec(corev1ac.ServiceSpec().
+			WithSelector(selector).
+			WithPorts(corev1ac.ServicePort().WithName(portName).WithPort(routing.ServicePort).
+				WithProtocol(corev1.ProtocolTCP).WithAppProtocol("http").WithTargetPort(intstr.FromString(portName))))
+	if err := r.Apply(ctx, ac, client.FieldOwner(appFieldManager), client.ForceOwnership); err != nil {
+		return ctrl.Result{}, fmt.Errorf("apply Service %s: %w", s.key, err)
+	}
+	return ctrl.Result{}, nil
+}
+
+func servicePortIsOurs(p corev1.ServicePort) bool {
+	return p.Name == portName && p.Port == routing.ServicePort && p.Protocol == corev1.ProtocolTCP &&
+		p.AppProtocol != nil && *p.AppProtocol == "http" && p.TargetPort == intstr.FromString(portName)
+}
+
+// reconcileRouting writes the VirtualService and DestinationRule, make before
+// break: first the DestinationRule with every new subset (keeping those the
+// current routes still name), then the VirtualService, then the
+// DestinationRule without the subsets no route names any more.
+func (r *AppReconciler) reconcileRouting(ctx context.Context, s *appScope) (ctrl.Result, error) {
+	if len(s.decision.Live) == 0 {
+		// Only retiring releases are left: the app's objects go with the last
+		// of them, through the garbage collector.
+		s.drained = true
+		return ctrl.Result{}, nil
+	}
+	owners := ownerReferences(s.decision.Live)
+	desiredDR := routing.MakeDestinationRule(s.key.Namespace, s.key.Name, s.decision)
+	desiredVS := routing.MakeVirtualService(s.key.Namespace, s.key.Name, s.decision, r.Routing)
+	drOurs := !slices.Contains(s.foreign, "DestinationRule")
+	vsOurs := !slices.Contains(s.foreign, "VirtualService")
+
+	if drOurs {
+		if err := r.applyDestinationRule(ctx, s, withRoutedSubsets(desiredDR, s), owners); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	if vsOurs {
+		if err := r.applyVirtualService(ctx, s, desiredVS, owners); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	if drOurs {
+		if err := r.applyDestinationRule(ctx, s, desiredDR, owners); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	s.drained = true
+	return ctrl.Result{}, nil
+}
+
+// withRoutedSubsets adds to the desired DestinationRule the current subsets
+// that the current VirtualService still routes to.
+func withRoutedSubsets(desired *networking.DestinationRule, s *appScope) *networking.DestinationRule {
+	if s.dr == nil || s.vs == nil {
+		return desired
+	}
+	routed := map[string]bool{}
+	for _, h := range s.vs.Spec.GetHttp() {
+		for _, d := range h.GetRoute() {
+			routed[d.GetDestination().GetSubset()] = true
+		}
+	}
+	out := proto.Clone(desired).(*networking.DestinationRule)
+	have := map[string]bool{}
+	for _, ss := range out.Subsets {
+		have[ss.Name] = true
+	}
+	for _, ss := range s.dr.Spec.GetSubsets() {
+		if routed[ss.GetName()] && !have[ss.GetName()] {
+			out.Subsets = append(out.Subsets, proto.Clone(ss).(*networking.Subset))
+		}
+	}
+	slices.SortFunc(out.Subsets, func(a, b *networking.Subset) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+func (r *AppReconciler) applyDestinationRule(ctx context.Context, s *appScope, spec *networking.DestinationRule, owners []metav1.OwnerReference) error {
+	if s.dr != nil && sameMeta(s.dr, s.key.Name, owners) && proto.Equal(&s.dr.Spec, spec) {
+		return nil
+	}
+	ac := istioac.DestinationRule(s.key.Name, s.key.Namespace)
+	ac.WithLabels(managedLabels(s.key.Name)).WithOwnerReferences(istioOwnerApplyConfigs(owners)...)
+	ac.Spec = spec
+	obj := &networkingv1.DestinationRule{}
+	if err := r.applyIstio(ctx, ac, obj); err != nil {
+		return fmt.Errorf("apply DestinationRule %s: %w", s.key, err)
+	}
+	s.dr = obj
+	r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "SubsetsUpdated", "Apply", "Subsets: %s", subsetNames(spec))
+	return nil
+}
+
+func (r *AppReconciler) applyVirtualService(ctx context.Context, s *appScope, spec *networking.VirtualService, owners []metav1.OwnerReference) error {
+	log := ctrl.LoggerFrom(ctx)
+	if spec == nil {
+		if s.vs == nil {
+			return nil
+		}
+		if err := r.Delete(ctx, s.vs, client.Preconditions{UID: &s.vs.UID}); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("delete VirtualService %s: %w", s.key, err)
+		}
+		log.Info("Deleted VirtualService: no release can be routed", "virtualService", klog.KObj(s.vs))
+		s.vs = nil
+		return nil
+	}
+	if s.vs != nil && sameMeta(s.vs, s.key.Name, owners) && proto.Equal(&s.vs.Spec, spec) {
+		return nil
+	}
+	ac := istioac.VirtualService(s.key.Name, s.key.Namespace)
+	ac.WithLabels(managedLabels(s.key.Name)).WithOwnerReferences(istioOwnerApplyConfigs(owners)...)
+	ac.Spec = spec
+	obj := &networkingv1.VirtualService{}
+	start := time.Now()
+	if err := r.applyIstio(ctx, ac, obj); err != nil {
+		return fmt.Errorf("apply VirtualService %s: %w", s.key, err)
+	}
+	log.Info("Applied VirtualService", "virtualService", klog.KObj(obj), "routes", len(spec.Http), "took", time.Since(start))
+	s.vs = obj
+	r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "RoutesUpdated", "Apply", "Routes: %s", routeSummary(spec))
+	return nil
+}
+
+// applyIstio server-side applies an Istio apply configuration and reads the
+// result back into obj.
+func (r *AppReconciler) applyIstio(ctx context.Context, ac any, obj client.Object) error {
+	u, err := toUnstructured(ac)
+	if err != nil {
+		return err
+	}
+	if err := r.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(appFieldManager), client.ForceOwnership); err != nil {
+		return err
+	}
+	b, err := u.MarshalJSON()
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, obj)
+}
+
+// releaseDrained drops the finalizer of every retiring release once the app's
+// objects no longer reference it; its Deployment then goes by owner reference.
+func (r *AppReconciler) releaseDrained(ctx context.Context, s *appScope) (ctrl.Result, error) {
+	if !s.drained {
+		return ctrl.Result{}, nil
+	}
+	for _, name := range sortedNames(s.releases) {
+		rel := s.releases[name]
+		if rel.DeletionTimestamp.IsZero() || !controllerutil.ContainsFinalizer(rel, Finalizer) {
+			continue
+		}
+		patch := client.MergeFromWithOptions(rel.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		controllerutil.RemoveFinalizer(rel, Finalizer)
+		if err := r.Patch(ctx, rel, patch); client.IgnoreNotFound(err) != nil {
+			return ctrl.Result{}, fmt.Errorf("remove finalizer of AppRelease %s: %w", klog.KObj(rel), err)
+		}
+		r.Recorder.Eventf(rel, nil, corev1.EventTypeNormal, "Drained", "Delete",
+			"Routes and subset removed from %s; the release and its Deployment may go", s.key.Name)
+		delete(s.releases, name)
+	}
+	return ctrl.Result{}, nil
+}
+
+// pruneSuperseded deletes superseded releases (with --prune-superseded) once
+// their status says so; their routes and subset are gone already.
+func (r *AppReconciler) pruneSuperseded(ctx context.Context, s *appScope) (ctrl.Result, error) {
+	if !r.Config.PruneSuperseded {
+		return ctrl.Result{}, nil
+	}
+	var res ctrl.Result
+	for _, name := range sortedNames(s.releases) {
+		rel := s.releases[name]
+		if s.decision.Outcomes[name].Phase != v1alpha1.PhaseSuperseded || !rel.DeletionTimestamp.IsZero() {
+			continue
+		}
+		if rel.Status.Phase != v1alpha1.PhaseSuperseded {
+			// Say so in its status first; prune on the next pass.
+			res.RequeueAfter = time.Second
+			continue
+		}
+		if err := r.Delete(ctx, rel, client.Preconditions{UID: &rel.UID}); client.IgnoreNotFound(err) != nil {
+			return ctrl.Result{}, fmt.Errorf("prune superseded AppRelease %s: %w", klog.KObj(rel), err)
+		}
+		ctrl.LoggerFrom(ctx).Info("Pruned superseded release", "release", klog.KObj(rel))
+	}
+	return res, nil
+}
+
+// ownerReferences are non-controller references to every live release: the
+// shared objects go, through the garbage collector, with the last of them.
+func ownerReferences(live []routing.Release) []metav1.OwnerReference {
+	refs := make([]metav1.OwnerReference, 0, len(live))
+	for _, rel := range live {
+		refs = append(refs, metav1.OwnerReference{
+			APIVersion: v1alpha1.GroupVersion.String(), Kind: "AppRelease", Name: rel.Name, UID: rel.UID,
+		})
+	}
+	return refs
+}
+
+func ownerApplyConfigs(refs []metav1.OwnerReference) []*metav1ac.OwnerReferenceApplyConfiguration {
+	out := make([]*metav1ac.OwnerReferenceApplyConfiguration, 0, len(refs))
+	for _, ref := range refs {
+		out = append(out, metav1ac.OwnerReference().WithAPIVersion(ref.APIVersion).WithKind(ref.Kind).
+			WithName(ref.Name).WithUID(ref.UID))
+	}
+	return out
+}
+
+// sameMeta: the object carries exactly the labels and owner references Switchyard gives it.
+func sameMeta(o metav1.Object, app string, owners []metav1.OwnerReference) bool {
+	l := o.GetLabels()
+	if l[LabelManagedBy] != ManagedByValue || l[LabelApp] != app {
+		return false
+	}
+	have := o.GetOwnerReferences()
+	if len(have) != len(owners) {
+		return false
+	}
+	byUID := make(map[types.UID]metav1.OwnerReference, len(have))
+	for _, ref := range have {
+		byUID[ref.UID] = ref
+	}
+	for _, want := range owners {
+		got, ok := byUID[want.UID]
+		if !ok || got.Name != want.Name || got.Kind != want.Kind || got.APIVersion != want.APIVersion || got.Controller != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func istioOwnerApplyConfigs(refs []metav1.OwnerReference) []*istiometaac.OwnerReferenceApplyConfiguration {
+	out := make([]*istiometaac.OwnerReferenceApplyConfiguration, 0, len(refs))
+	for _, ref := range refs {
+		out = append(out, istiometaac.OwnerReference().WithAPIVersion(ref.APIVersion).WithKind(ref.Kind).
+			WithName(ref.Name).WithUID(ref.UID))
+	}
+	return out
+}

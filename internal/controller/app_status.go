@@ -1,0 +1,148 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	networking "istio.io/api/networking/v1alpha3"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/switchyard-dev/switchyard/api/v1alpha1"
+	"github.com/switchyard-dev/switchyard/internal/routing"
+)
+
+// patchStatuses writes each release's status where the rebuild changed it,
+// with an event for every change of phase or refusal.
+func (r *AppReconciler) patchStatuses(ctx context.Context, s *appScope) error {
+	var errs []error
+	for _, name := range sortedNames(s.releases) {
+		rel := s.releases[name]
+		o := s.decision.Outcomes[name]
+		if len(s.foreign) > 0 && o.Phase != v1alpha1.PhaseRetiring && o.Phase != v1alpha1.PhaseSuperseded {
+			o = foreignOutcome(o, s.key, s.foreign)
+		}
+		want := rel.Status.DeepCopy()
+		setStatus(want, o, rel.Generation)
+		if equality.Semantic.DeepEqual(want, &rel.Status) {
+			continue
+		}
+		patch := client.MergeFrom(rel.DeepCopy())
+		before := rel.Status.Phase
+		beforeReason := readyReason(&rel.Status)
+		rel.Status = *want
+		if err := r.Status().Patch(ctx, rel, patch); client.IgnoreNotFound(err) != nil {
+			errs = append(errs, fmt.Errorf("patch status of AppRelease %s: %w", klog.KObj(rel), err))
+			continue
+		}
+		if before != o.Phase || beforeReason != o.Reason {
+			eventType := "Normal"
+			if o.Stalled && o.Phase != v1alpha1.PhaseSuperseded {
+				eventType = "Warning"
+			}
+			r.Recorder.Eventf(rel, nil, eventType, o.Reason, "Route", "%s (phase %s, weight %d%%)", o.Message, o.Phase, o.Weight)
+		}
+	}
+	return kerrors.NewAggregate(errs)
+}
+
+// foreignOutcome: a shared object named like the app is not Switchyard's, so
+// nothing is routed; the release says which and why.
+func foreignOutcome(o routing.Outcome, key client.ObjectKey, kinds []string) routing.Outcome {
+	if o.Phase == v1alpha1.PhaseLive {
+		o.Phase, o.Weight = v1alpha1.PhaseFailed, 0
+	}
+	o.Ready, o.Stalled, o.Reason = false, true, v1alpha1.ReasonForeignObject
+	o.Message = fmt.Sprintf("%s %s already exists and was not created by Switchyard: it is left untouched and app %s is not routed; delete or rename it",
+		strings.Join(kinds, " and "), key, key.Name)
+	return o
+}
+
+// setStatus writes an outcome into a status.
+func setStatus(st *v1alpha1.AppReleaseStatus, o routing.Outcome, generation int64) {
+	st.ObservedGeneration = generation
+	st.Phase, st.Weight, st.Subset = o.Phase, o.Weight, o.Subset
+	setReady(st, o, generation)
+	setReconciling(st, o, generation)
+	setStalled(st, o, generation)
+}
+
+func setReady(st *v1alpha1.AppReleaseStatus, o routing.Outcome, generation int64) {
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady,
+		Status: conditionStatus(o.Ready), Reason: o.Reason, Message: o.Message, ObservedGeneration: generation})
+}
+
+func setReconciling(st *v1alpha1.AppReleaseStatus, o routing.Outcome, generation int64) {
+	if !o.Reconciling() {
+		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionReconciling)
+		return
+	}
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: v1alpha1.ConditionReconciling,
+		Status: metav1.ConditionTrue, Reason: o.Reason, Message: o.Message, ObservedGeneration: generation})
+}
+
+func setStalled(st *v1alpha1.AppReleaseStatus, o routing.Outcome, generation int64) {
+	if !o.Stalled {
+		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionStalled)
+		return
+	}
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: v1alpha1.ConditionStalled,
+		Status: metav1.ConditionTrue, Reason: o.Reason, Message: o.Message, ObservedGeneration: generation})
+}
+
+func conditionStatus(b bool) metav1.ConditionStatus {
+	if b {
+		return metav1.ConditionTrue
+	}
+	return metav1.ConditionFalse
+}
+
+func readyReason(st *v1alpha1.AppReleaseStatus) string {
+	if c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady); c != nil {
+		return c.Reason
+	}
+	return ""
+}
+
+func sortedNames[V any](m map[string]V) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func subsetNames(dr *networking.DestinationRule) string {
+	names := make([]string, 0, len(dr.Subsets))
+	for _, s := range dr.Subsets {
+		names = append(names, s.Name)
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}
+
+// routeSummary is a one-line account of a VirtualService's routes for an event.
+func routeSummary(vs *networking.VirtualService) string {
+	parts := make([]string, 0, len(vs.Http))
+	for _, h := range vs.Http {
+		var dests []string
+		for _, d := range h.Route {
+			dests = append(dests, fmt.Sprintf("%s %d%%", d.Destination.Subset, d.Weight))
+		}
+		parts = append(parts, h.Name+" -> "+strings.Join(dests, " + "))
+	}
+	s := strings.Join(parts, "; ")
+	if len(s) > 900 {
+		s = s[:900] + "..."
+	}
+	return s
+}

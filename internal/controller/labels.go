@@ -1,0 +1,74 @@
+// Package controller holds Switchyard's two controllers: the release
+// controller (one AppRelease: its finalizer and its Deployment) and the app
+// controller (one app: the single writer of its Service, VirtualService and
+// DestinationRule, and of its releases' status).
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	"github.com/switchyard-dev/switchyard/api/v1alpha1"
+	"github.com/switchyard-dev/switchyard/internal/routing"
+)
+
+const (
+	// LabelManagedBy marks every object Switchyard writes; the manager's cache
+	// holds only objects carrying it.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// ManagedByValue is LabelManagedBy's value.
+	ManagedByValue = "switchyard"
+	// LabelApp names the app an object belongs to.
+	LabelApp = "switchyard.dev/app"
+	// LabelRelease names the AppRelease a Deployment belongs to.
+	LabelRelease = "switchyard.dev/release"
+	// PodLabelApp is the conventional Istio "app" label the app's Service selects.
+	PodLabelApp = "app"
+
+	// Finalizer keeps a release until its routes and subset have left the app's objects.
+	Finalizer = "delivery.switchyard.dev/drain"
+
+	// appIndex indexes AppReleases by spec.app.
+	appIndex = ".spec.app"
+
+	releaseFieldManager = "switchyard-release"
+	appFieldManager     = "switchyard-app"
+)
+
+// Config holds the operator's flags the controllers act on.
+type Config struct {
+	// PruneSuperseded deletes a superseded AppRelease once its routes, subset and
+	// Deployment are gone; off when a GitOps repository owns the AppReleases.
+	PruneSuperseded bool
+}
+
+// SetupIndexes registers the cache indexes the controllers list by.
+func SetupIndexes(ctx context.Context, mgr manager.Manager) error {
+	return mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.AppRelease{}, appIndex, func(o client.Object) []string {
+		return []string{o.(*v1alpha1.AppRelease).Spec.App}
+	})
+}
+
+// managedLabels are the labels of every shared object of an app.
+func managedLabels(app string) map[string]string {
+	return map[string]string{LabelManagedBy: ManagedByValue, LabelApp: app}
+}
+
+// Setup registers the indexes and both controllers with a manager.
+func Setup(ctx context.Context, mgr manager.Manager, opts routing.Options, cfg Config) error {
+	if err := SetupIndexes(ctx, mgr); err != nil {
+		return fmt.Errorf("index AppReleases: %w", err)
+	}
+	if err := (&ReleaseReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("switchyard-release")}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up the release controller: %w", err)
+	}
+	app := &AppReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
+		Recorder: mgr.GetEventRecorder("switchyard-app"), Routing: opts, Config: cfg}
+	if err := app.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up the app controller: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,131 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	"github.com/switchyard-dev/switchyard/api/v1alpha1"
+)
+
+// ReleaseReconciler runs one AppRelease: it adds the drain finalizer first,
+// keeps the release's Deployment as the spec asks, and removes the Deployment
+// once the app controller has superseded the release (routes and subset gone).
+// The app controller drains deleted releases and writes their status.
+type ReleaseReconciler struct {
+	client.Client
+	Recorder events.EventRecorder
+}
+
+// +kubebuilder:rbac:groups=delivery.switchyard.dev,resources=appreleases,verbs=get;list;watch;update;patch;delete
+// +kubebuilder:rbac:groups=delivery.switchyard.dev,resources=appreleases/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=delivery.switchyard.dev,resources=appreleases/finalizers,verbs=update
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile brings one release's Deployment to its spec.
+func (r *ReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	release := &v1alpha1.AppRelease{}
+	if err := r.Get(ctx, req.NamespacedName, release); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	ctx = ctrl.LoggerInto(ctx, ctrl.LoggerFrom(ctx).WithValues("app", release.Spec.App))
+	if !release.DeletionTimestamp.IsZero() {
+		// The app controller drains the release's routes and then drops the
+		// finalizer; the Deployment goes with the release, by owner reference.
+		return ctrl.Result{}, nil
+	}
+	if controllerutil.AddFinalizer(release, Finalizer) {
+		if err := r.Update(ctx, release); err != nil {
+			return ctrl.Result{}, fmt.Errorf("add finalizer to AppRelease %s: %w", req, err)
+		}
+	}
+	if release.Status.Phase == v1alpha1.PhaseSuperseded {
+		return ctrl.Result{}, r.deleteDeployment(ctx, release)
+	}
+	return r.applyDeployment(ctx, release)
+}
+
+// applyDeployment writes the release's Deployment when it differs from the spec.
+func (r *ReleaseReconciler) applyDeployment(ctx context.Context, release *v1alpha1.AppRelease) (ctrl.Result, error) {
+	desired := MakeDeployment(release)
+	current := &appsv1.Deployment{}
+	err := r.Get(ctx, client.ObjectKeyFromObject(desired), current)
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return ctrl.Result{}, fmt.Errorf("get Deployment %s: %w", klog.KObj(desired), err)
+	case !metav1.IsControlledBy(current, release):
+		// A Deployment of an earlier release of the same name is still being
+		// garbage-collected; wait for it rather than fight over it.
+		ctrl.LoggerFrom(ctx).Info("Waiting for a Deployment of the same name to go", "deployment", klog.KObj(current))
+		return ctrl.Result{RequeueAfter: 2 * time.Second}, nil
+	case current.Annotations[annotationSpecHash] == desired.Annotations[annotationSpecHash]:
+		return ctrl.Result{}, nil
+	}
+	u, err := toUnstructured(desired)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(releaseFieldManager), client.ForceOwnership); err != nil {
+		return ctrl.Result{}, fmt.Errorf("apply Deployment %s: %w", klog.KObj(desired), err)
+	}
+	ctrl.LoggerFrom(ctx).Info("Applied Deployment", "deployment", klog.KObj(desired), "image", release.Spec.Image)
+	return ctrl.Result{}, nil
+}
+
+// deleteDeployment removes a superseded release's Deployment: its routes and
+// subset have already left the app's objects.
+func (r *ReleaseReconciler) deleteDeployment(ctx context.Context, release *v1alpha1.AppRelease) error {
+	d := &appsv1.Deployment{}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: release.Namespace, Name: release.Name}, d); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if !metav1.IsControlledBy(d, release) || !d.DeletionTimestamp.IsZero() {
+		return nil
+	}
+	if err := r.Delete(ctx, d, client.Preconditions{UID: &d.UID}); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("delete Deployment %s of superseded release: %w", klog.KObj(d), err)
+	}
+	r.Recorder.Eventf(release, d, "Normal", "DeploymentDeleted", "Delete", "Deleted Deployment %s: the release is superseded", d.Name)
+	return nil
+}
+
+// SetupWithManager registers the release controller.
+func (r *ReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("apprelease").
+		For(&v1alpha1.AppRelease{}).
+		Owns(&appsv1.Deployment{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Complete(r)
+}
+
+// toUnstructured turns a typed object into the unstructured form server-side
+// apply takes, without the zero-valued fields a typed struct always carries.
+func toUnstructured(obj any) (*unstructured.Unstructured, error) {
+	b, err := json.Marshal(obj)
+	if err != nil {
+		return nil, err
+	}
+	u := &unstructured.Unstructured{}
+	if err := u.UnmarshalJSON(b); err != nil {
+		return nil, err
+	}
+	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+	unstructured.RemoveNestedField(u.Object, "spec", "template", "metadata", "creationTimestamp")
+	unstructured.RemoveNestedField(u.Object, "status")
+	return u, nil
+}

@@ -1,0 +1,320 @@
+package routing
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/switchyard-dev/switchyard/api/v1alpha1"
+)
+
+// Decision is the routing of one app: each release's outcome, and the rules
+// the VirtualService carries, in order.
+type Decision struct {
+	// Outcomes by release name, for every release given.
+	Outcomes map[string]Outcome
+	// Routes in the order Envoy tries them; empty when nothing can be routed.
+	Routes []Route
+	// Subsets are the DestinationRule's subsets, by subset name, with the release behind each.
+	Subsets []Destination
+	// Live are the releases still part of the app (not deleting, not superseded), by name.
+	Live []Release
+}
+
+// Decide routes an app's releases. It never mutates its input.
+func Decide(releases []Release, opts Options) Decision {
+	d := Decision{Outcomes: make(map[string]Outcome, len(releases))}
+	byEnv := map[string][]Release{}
+	for _, r := range releases {
+		switch {
+		case r.Deleting:
+			d.Outcomes[r.Name] = Outcome{Phase: v1alpha1.PhaseRetiring, Reason: v1alpha1.ReasonRetiring,
+				Message: "being deleted: its routes and subset are leaving the app's VirtualService and DestinationRule"}
+		case r.Superseded:
+			d.Outcomes[r.Name] = superseded(r, "")
+		default:
+			byEnv[r.Environment] = append(byEnv[r.Environment], r)
+		}
+	}
+	envs := sortedKeys(byEnv)
+	splits := map[string][]Destination{}
+	branches := map[string][]branchHead{}
+	for _, env := range envs {
+		rs := newestFirst(byEnv[env])
+		splits[env] = decideEnvironment(rs, opts, d.Outcomes)
+		branches[env] = decideBranches(rs, d.Outcomes)
+	}
+	hosts := decideHosts(envs, byEnv, d.Outcomes)
+
+	for _, env := range envs {
+		for _, r := range byEnv[env] {
+			o := d.Outcomes[r.Name]
+			if o.Phase == v1alpha1.PhaseSuperseded {
+				continue
+			}
+			d.Live = append(d.Live, r)
+			o.Subset = SubsetName(r.Name)
+			d.Outcomes[r.Name] = o
+			d.Subsets = append(d.Subsets, Destination{Release: r.Name, Subset: o.Subset})
+		}
+	}
+	sort.Slice(d.Live, func(i, j int) bool { return d.Live[i].Name < d.Live[j].Name })
+	sort.Slice(d.Subsets, func(i, j int) bool { return d.Subsets[i].Subset < d.Subsets[j].Subset })
+	d.Routes = makeRoutes(envs, hosts, splits, branches, opts)
+	markUnreachable(d, byEnv, hosts, opts)
+	return d
+}
+
+// decideEnvironment picks the environment's stable release, its Standby
+// rollback targets and its canaries, and returns the environment's split.
+// rs is newest first.
+func decideEnvironment(rs []Release, opts Options, out map[string]Outcome) []Destination {
+	var stable *Release
+	for i := range rs {
+		if rs[i].Branch == "" && isStableLine(rs[i]) && rs[i].Available {
+			stable = &rs[i]
+			break
+		}
+	}
+	standby := 0
+	for _, r := range rs {
+		if r.Branch != "" || !isStableLine(r) {
+			continue
+		}
+		switch {
+		case stable != nil && r.Name == stable.Name:
+			// Its weight is set below, once the canaries have taken theirs.
+		case stable == nil || newer(r, *stable):
+			out[r.Name] = notYetAvailable(r)
+		case r.Available && standby < opts.KeepPrevious:
+			standby++
+			out[r.Name] = Outcome{Phase: v1alpha1.PhaseStandby, Ready: true, Reason: v1alpha1.ReasonStandby,
+				Message: fmt.Sprintf("kept as a rollback target for environment %s, behind %s", r.Environment, stable.Name)}
+		default:
+			out[r.Name] = superseded(r, stable.Name)
+		}
+	}
+
+	remaining := int32(100)
+	var split []Destination
+	for _, r := range rs {
+		if r.Branch != "" || isStableLine(r) {
+			continue
+		}
+		asked := *r.Canary
+		switch {
+		case stable != nil && newer(*stable, r):
+			out[r.Name] = superseded(r, stable.Name)
+		case !r.Available:
+			out[r.Name] = notYetAvailable(r)
+		default:
+			got := min(asked, remaining)
+			remaining -= got
+			out[r.Name] = canaryOutcome(r, asked, got)
+			if got > 0 {
+				split = append(split, Destination{Release: r.Name, Subset: SubsetName(r.Name), Weight: got})
+			}
+		}
+	}
+	switch {
+	case stable != nil:
+		out[stable.Name] = Outcome{Phase: v1alpha1.PhaseLive, Weight: remaining, Ready: true, Reason: v1alpha1.ReasonRouted,
+			Message: fmt.Sprintf("stable release of environment %s: %d%% of its traffic", stable.Environment, remaining)}
+		if remaining > 0 {
+			split = append(split, Destination{Release: stable.Name, Subset: SubsetName(stable.Name), Weight: remaining})
+		}
+	case len(split) > 0 && remaining > 0:
+		// No stable release is Available: the canaries carry all of the
+		// environment's traffic; the rest goes to the newest of them.
+		split[0].Weight += remaining
+		o := out[split[0].Release]
+		o.Weight = split[0].Weight
+		o.Message = fmt.Sprintf("canary of environment %s, which has no Available stable release: %d%% of its traffic",
+			rs[0].Environment, o.Weight)
+		out[split[0].Release] = o
+	}
+	sort.Slice(split, func(i, j int) bool { return split[i].Subset < split[j].Subset })
+	return split
+}
+
+func canaryOutcome(r Release, asked, got int32) Outcome {
+	o := Outcome{Phase: v1alpha1.PhaseLive, Weight: got, Ready: true, Reason: v1alpha1.ReasonRouted,
+		Message: fmt.Sprintf("canary of environment %s: %d%% of its traffic", r.Environment, got)}
+	if got < asked {
+		o.Ready, o.Stalled, o.Reason = false, true, v1alpha1.ReasonWeightConflict
+		o.Message = fmt.Sprintf("canary asks for %d%% of environment %s but newer canaries take all but %d%%", asked, r.Environment, got)
+	}
+	return o
+}
+
+// decideBranches routes each branch of an environment to its newest Available
+// release and supersedes the branch's older releases once a newer one is routed.
+// rs is newest first; the result is sorted by branch.
+func decideBranches(rs []Release, out map[string]Outcome) []branchHead {
+	heads := map[string]string{}
+	var routed []branchHead
+	for _, r := range rs {
+		if r.Branch == "" {
+			continue
+		}
+		head, routedHead := heads[r.Branch]
+		switch {
+		case routedHead:
+			out[r.Name] = superseded(r, head)
+		case r.Available:
+			heads[r.Branch] = r.Name
+			out[r.Name] = Outcome{Phase: v1alpha1.PhaseLive, Weight: 100, Ready: true, Reason: v1alpha1.ReasonRouted,
+				Message: fmt.Sprintf("branch %s of environment %s: requests with its header go here", r.Branch, r.Environment)}
+			routed = append(routed, branchHead{Branch: r.Branch,
+				Destination: Destination{Release: r.Name, Subset: SubsetName(r.Name), Weight: 100}})
+		default:
+			out[r.Name] = notYetAvailable(r)
+		}
+	}
+	sort.Slice(routed, func(i, j int) bool { return routed[i].Branch < routed[j].Branch })
+	return routed
+}
+
+// branchHead is the release a branch's requests go to.
+type branchHead struct {
+	Branch string
+	Destination
+}
+
+// decideHosts gives each environment its hosts: those of its newest routed
+// release (or newest release while none is routed). A host claimed by two
+// environments stays with the one that has held it longest (its oldest
+// release), so a typo in one pipeline never moves another environment's traffic.
+func decideHosts(envs []string, byEnv map[string][]Release, out map[string]Outcome) map[string][]string {
+	asked := map[string][]string{}
+	source := map[string]string{}
+	for _, env := range envs {
+		rs := newestFirst(byEnv[env])
+		src := rs[0]
+		for _, r := range rs {
+			if out[r.Name].Phase == v1alpha1.PhaseLive || out[r.Name].Phase == v1alpha1.PhaseStandby {
+				src = r
+				break
+			}
+		}
+		asked[env] = normalizeHosts(src.Hosts)
+		source[env] = src.Name
+		for _, r := range rs {
+			if o := out[r.Name]; o.Phase != v1alpha1.PhaseSuperseded && !slices.Equal(normalizeHosts(r.Hosts), asked[env]) {
+				out[r.Name] = conflict(o, v1alpha1.ReasonHostsConflict, fmt.Sprintf(
+					"environment %s is served at [%s], as its newest routed release %s asks; this release asks for [%s]",
+					env, strings.Join(asked[env], ", "), src.Name, strings.Join(normalizeHosts(r.Hosts), ", ")))
+			}
+		}
+	}
+	// Oldest claimant first: the environment whose oldest live release is oldest.
+	order := slices.Clone(envs)
+	oldest := func(env string) Release { rs := newestFirst(byEnv[env]); return rs[len(rs)-1] }
+	sort.SliceStable(order, func(i, j int) bool { return newer(oldest(order[j]), oldest(order[i])) })
+	owner := map[string]string{}
+	hosts := map[string][]string{}
+	for _, env := range order {
+		for _, h := range asked[env] {
+			if prev, taken := owner[h]; taken {
+				for _, r := range byEnv[env] {
+					if slices.Contains(normalizeHosts(r.Hosts), h) && out[r.Name].Phase != v1alpha1.PhaseSuperseded {
+						out[r.Name] = conflict(out[r.Name], v1alpha1.ReasonHostsConflict, fmt.Sprintf(
+							"host %s belongs to environment %s, which claimed it first; environment %s is not served there", h, prev, env))
+					}
+				}
+				continue
+			}
+			owner[h] = env
+			hosts[env] = append(hosts[env], h)
+		}
+	}
+	return hosts
+}
+
+// markUnreachable tells the releases of environments that no request can reach
+// (no hosts, and not the mesh environment) why they are not Ready.
+func markUnreachable(d Decision, byEnv map[string][]Release, hosts map[string][]string, opts Options) {
+	for env, rs := range byEnv {
+		if len(hosts[env]) > 0 || env == opts.MeshEnvironment {
+			continue
+		}
+		for _, r := range rs {
+			o := d.Outcomes[r.Name]
+			if o.Phase == v1alpha1.PhaseLive && o.Ready {
+				d.Outcomes[r.Name] = conflict(o, v1alpha1.ReasonNoHosts, fmt.Sprintf(
+					"environment %s has no hosts of its own and is not the mesh environment (%s): no request reaches it",
+					env, opts.MeshEnvironment))
+			}
+		}
+	}
+}
+
+// conflict marks an outcome as not routed as asked, keeping its phase and weight.
+func conflict(o Outcome, reason, msg string) Outcome {
+	if o.Reason == reason {
+		return o
+	}
+	o.Ready, o.Stalled, o.Reason, o.Message = false, true, reason, msg
+	return o
+}
+
+func notYetAvailable(r Release) Outcome {
+	switch {
+	case !r.HasDeployment:
+		return Outcome{Phase: v1alpha1.PhasePending, Reason: v1alpha1.ReasonProgressing,
+			Message: "waiting for its Deployment to be created"}
+	case r.Failed:
+		return Outcome{Phase: v1alpha1.PhaseFailed, Stalled: true, Reason: v1alpha1.ReasonDeploymentFailed,
+			Message: "its Deployment exceeded its progress deadline without becoming Available; traffic stays where it was"}
+	default:
+		return Outcome{Phase: v1alpha1.PhaseProgressing, Reason: v1alpha1.ReasonProgressing,
+			Message: "waiting for its Deployment to become Available; traffic stays where it was"}
+	}
+}
+
+func superseded(r Release, by string) Outcome {
+	msg := "superseded: it no longer takes traffic"
+	if by != "" {
+		msg = fmt.Sprintf("superseded by %s: it no longer takes traffic", by)
+	}
+	return Outcome{Phase: v1alpha1.PhaseSuperseded, Stalled: true, Reason: v1alpha1.ReasonSuperseded, Message: msg, SupersededBy: by}
+}
+
+// isStableLine: a release with no canary, or canary weight 100, is a candidate
+// for its environment's stable release.
+func isStableLine(r Release) bool {
+	return r.Canary == nil || *r.Canary >= 100
+}
+
+// newer orders the releases of one lineage: the later created wins, then the greater name.
+func newer(a, b Release) bool {
+	if !a.Created.Equal(b.Created) {
+		return a.Created.After(b.Created)
+	}
+	return a.Name > b.Name
+}
+
+func newestFirst(rs []Release) []Release {
+	out := slices.Clone(rs)
+	sort.Slice(out, func(i, j int) bool { return newer(out[i], out[j]) })
+	return out
+}
+
+func normalizeHosts(hosts []string) []string {
+	out := make([]string, 0, len(hosts))
+	for _, h := range hosts {
+		out = append(out, strings.ToLower(strings.TrimSuffix(h, ".")))
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,102 @@
+// Package routing decides, purely, how one app's releases are routed: the
+// app's releases (and their Deployments' availability) in; the desired
+// VirtualService and DestinationRule specs and each release's outcome out.
+//
+// Nothing here talks to the API server, reads a clock or a global setting.
+// The same input gives byte-identical output, so an unchanged world produces
+// no write.
+package routing
+
+import (
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/switchyard-dev/switchyard/api/v1alpha1"
+)
+
+// MeshGateway is Istio's name for the sidecars of the mesh in a VirtualService.
+const MeshGateway = "mesh"
+
+// Options are the operator-wide settings the decision depends on.
+type Options struct {
+	// BranchHeader is the HTTP header whose value selects a feature branch.
+	BranchHeader string
+	// Gateway is the ingress gateway ("namespace/name") the environments' hosts are served at.
+	Gateway string
+	// MeshEnvironment is the environment that traffic inside the mesh gets.
+	MeshEnvironment string
+	// KeepPrevious is how many previous stable releases of an environment are
+	// kept as Standby rollback targets.
+	KeepPrevious int
+}
+
+// Release is what the decision needs to know of one AppRelease.
+type Release struct {
+	// Name is the AppRelease's name; UID its uid (for owner references).
+	Name string
+	UID  types.UID
+	// Created orders releases of one lineage: newer wins, then the greater name.
+	Created time.Time
+	// Environment, Branch, Hosts and Canary are the release's spec.
+	Environment string
+	Branch      string
+	Hosts       []string
+	// Canary is the asked canary weight; nil when the release is not a canary.
+	Canary *int32
+
+	// HasDeployment: the release's Deployment exists and belongs to it.
+	HasDeployment bool
+	// Available: the Deployment is Available, its status is current and at least one pod is up.
+	Available bool
+	// Failed: the Deployment gave up progressing (ProgressDeadlineExceeded).
+	Failed bool
+	// Deleting: the AppRelease is being deleted; its routes and subset must go.
+	Deleting bool
+	// Superseded: an earlier decision superseded it; that is final.
+	Superseded bool
+}
+
+// Outcome is what the decision made of one release: its status.
+type Outcome struct {
+	Phase  v1alpha1.Phase
+	Weight int32
+	Subset string
+	// Ready is True once routed as asked (or kept as Standby).
+	Ready bool
+	// Stalled: it cannot progress without a change elsewhere.
+	Stalled bool
+	// Reason (CamelCase) and Message explain Ready.
+	Reason  string
+	Message string
+	// SupersededBy names the release that superseded it, when Phase is Superseded.
+	SupersededBy string
+}
+
+// Reconciling is True while the release is still on its way to its final phase.
+func (o Outcome) Reconciling() bool {
+	return !o.Ready && !o.Stalled
+}
+
+// Route is one rule of the routing table, in the order Envoy tries them.
+type Route struct {
+	// Name of the HTTP route in the VirtualService.
+	Name string
+	// Gateway is the ingress gateway, or MeshGateway for traffic inside the mesh.
+	Gateway string
+	// Hosts the rule matches (the Host header); empty matches any host of the app's Service (mesh).
+	Hosts []string
+	// Branch is the branch header value the rule matches; empty matches any request.
+	Branch string
+	// Environment the rule serves.
+	Environment string
+	// Destinations with their weights, summing to 100, in subset order.
+	Destinations []Destination
+}
+
+// Destination is a subset and the share of a route's traffic it takes.
+type Destination struct {
+	Release string
+	Subset  string
+	Weight  int32
+}
