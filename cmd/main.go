@@ -10,15 +10,10 @@ import (
 	"strings"
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -90,10 +85,6 @@ func run() error {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(zopts)))
 	log := ctrl.Log.WithName("setup")
 
-	// The cache holds AppReleases and, of everything else, only the objects
-	// Switchyard wrote: the operator's memory grows with what it manages, not
-	// with the cluster.
-	managed := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{controller.LabelManagedBy: controller.ManagedByValue})}
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                  newScheme(),
 		Metrics:                 metricsserver.Options{BindAddress: f.metricsAddr},
@@ -103,12 +94,7 @@ func run() error {
 		LeaderElectionNamespace: f.leaderElectNamespace,
 		// Step down promptly on shutdown, so the next leader takes over at once.
 		LeaderElectionReleaseOnCancel: true,
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&appsv1.Deployment{}:            managed,
-			&corev1.Service{}:               managed,
-			&networkingv1.VirtualService{}:  managed,
-			&networkingv1.DestinationRule{}: managed,
-		}},
+		Cache:                         controller.CacheOptions(),
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)

@@ -8,6 +8,12 @@ import (
 	"context"
 	"fmt"
 
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
@@ -71,4 +77,17 @@ func Setup(ctx context.Context, mgr manager.Manager, opts routing.Options, cfg C
 		return fmt.Errorf("set up the app controller: %w", err)
 	}
 	return nil
+}
+
+// CacheOptions make the manager's cache hold AppReleases and, of everything
+// else, only the objects Switchyard wrote: the operator's memory grows with
+// what it manages, not with the cluster.
+func CacheOptions() cache.Options {
+	managed := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedByValue})}
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&appsv1.Deployment{}:            managed,
+		&corev1.Service{}:               managed,
+		&networkingv1.VirtualService{}:  managed,
+		&networkingv1.DestinationRule{}: managed,
+	}}
 }

@@ -1,0 +1,236 @@
+package controller_test
+
+import (
+	"fmt"
+	"sync"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	networking "istio.io/api/networking/v1alpha3"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/switchyard-dev/switchyard/api/v1alpha1"
+	"github.com/switchyard-dev/switchyard/internal/controller"
+)
+
+var _ = Describe("AppRelease", func() {
+	var ns string
+	BeforeEach(func() { ns = newNamespace() })
+
+	It("runs a release's Deployment and routes it only once the Deployment is Available", func() {
+		rel := newRelease(ns, "shop-v1")
+
+		By("adding the drain finalizer and a Deployment owned by the release")
+		Eventually(getRelease(ns, "shop-v1")).Should(HaveField("Finalizers", ContainElement(controller.Finalizer)))
+		d := &appsv1.Deployment{}
+		Eventually(func() error { return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "shop-v1"}, d) }).Should(Succeed())
+		Expect(metav1.IsControlledBy(d, getRelease(ns, "shop-v1")(Default))).To(BeTrue())
+		Expect(d.Spec.Template.Labels).To(HaveKeyWithValue("app", "shop"))
+		Expect(d.Spec.Template.Labels).To(HaveKeyWithValue("version", "shop-v1"))
+		Expect(d.Spec.Template.Spec.Containers[0].Image).To(Equal(rel.Spec.Image))
+		Expect(d.Spec.Template.Spec.Containers[0].Ports[0].ContainerPort).To(BeEquivalentTo(8080))
+
+		By("keeping traffic away while the Deployment is not Available")
+		Eventually(phaseOf(ns, "shop-v1")).Should(Equal("Progressing 0 False/Progressing"))
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "shop"}, &networkingv1.VirtualService{})).
+			To(MatchError(ContainSubstring("not found")))
+		Eventually(subsetsOf(ns)).Should(Equal([]string{"shop-v1"}), "the subset is defined before any route names it")
+
+		By("routing it once Available")
+		makeAvailable(ns, "shop-v1")
+		Eventually(phaseOf(ns, "shop-v1")).Should(Equal("Live 100 True/Routed"))
+		Expect(routesOf(ns)(Default)).To(Equal([]string{"env-production: shop-v1 100", "mesh-production: shop-v1 100"}))
+
+		By("owning the shared objects through non-controller references to its releases")
+		svc := &corev1.Service{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "shop"}, svc)).To(Succeed())
+		Expect(svc.Spec.Ports[0].Port).To(BeEquivalentTo(80))
+		Expect(svc.OwnerReferences).To(HaveLen(1))
+		Expect(svc.OwnerReferences[0].Controller).To(BeNil())
+		vs := &networkingv1.VirtualService{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "shop"}, vs)).To(Succeed())
+		Expect(vs.OwnerReferences).To(ConsistOf(HaveField("UID", rel.UID)))
+		Expect(vs.Spec.Gateways).To(Equal([]string{"istio-system/ingressgateway", "mesh"}))
+	})
+
+	It("splits traffic with a canary, promotes it, and rolls back by deleting the stable", func() {
+		newRelease(ns, "shop-v1")
+		makeAvailable(ns, "shop-v1")
+		Eventually(phaseOf(ns, "shop-v1")).Should(Equal("Live 100 True/Routed"))
+
+		By("a canary at 10%")
+		newRelease(ns, "shop-v2", withCanary(10))
+		makeAvailable(ns, "shop-v2")
+		Eventually(routesOf(ns)).Should(ContainElement("env-production: shop-v1 90, shop-v2 10"))
+		Eventually(phaseOf(ns, "shop-v2")).Should(Equal("Live 10 True/Routed"))
+
+		By("setting the canary's weight to 0 gives its share back")
+		setCanary(ns, "shop-v2", 0)
+		Eventually(routesOf(ns)).Should(ContainElement("env-production: shop-v1 100"))
+
+		By("promoting the canary at 100: the previous stable stands by")
+		setCanary(ns, "shop-v2", 100)
+		Eventually(routesOf(ns)).Should(ContainElement("env-production: shop-v2 100"))
+		Eventually(phaseOf(ns, "shop-v1")).Should(Equal("Standby 0 True/Standby"))
+		Expect(subsetsOf(ns)(Default)).To(Equal([]string{"shop-v1", "shop-v2"}))
+
+		By("deleting the stable hands the environment back to the Standby")
+		Expect(k8s.Delete(ctx, getRelease(ns, "shop-v2")(Default))).To(Succeed())
+		Eventually(routesOf(ns)).Should(ContainElement("env-production: shop-v1 100"))
+		Eventually(gone(&v1alpha1.AppRelease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shop-v2"}})).Should(BeTrue())
+		Expect(subsetsOf(ns)(Default)).To(Equal([]string{"shop-v1"}), "the deleted release's subset left before it went")
+		Eventually(phaseOf(ns, "shop-v1")).Should(Equal("Live 100 True/Routed"))
+	})
+
+	It("supersedes stables beyond keep-previous, removes their route and Deployment, and prunes them", func() {
+		for i := 1; i <= 3; i++ {
+			name := fmt.Sprintf("shop-v%d", i)
+			newRelease(ns, name)
+			makeAvailable(ns, name)
+			Eventually(phaseOf(ns, name)).Should(Equal("Live 100 True/Routed"))
+		}
+		Eventually(gone(&v1alpha1.AppRelease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shop-v1"}})).Should(BeTrue())
+		Eventually(phaseOf(ns, "shop-v2")).Should(Equal("Standby 0 True/Standby"))
+		Eventually(subsetsOf(ns)).Should(Equal([]string{"shop-v2", "shop-v3"}))
+	})
+
+	It("routes feature branches by header ahead of host routes, and a rebuild takes over once Available", func() {
+		newRelease(ns, "shop-v1")
+		makeAvailable(ns, "shop-v1")
+		newRelease(ns, "shop-staging-1", withEnv("staging", "staging.shop.example.com"))
+		makeAvailable(ns, "shop-staging-1")
+		newRelease(ns, "shop-jp12-a", withEnv("staging", "staging.shop.example.com"), withBranch("feature-jp12"))
+		makeAvailable(ns, "shop-jp12-a")
+		Eventually(routesOf(ns)).Should(Equal([]string{
+			"branch-staging-feature-jp12: shop-jp12-a 100",
+			"env-production: shop-v1 100",
+			"env-staging: shop-staging-1 100",
+			"mesh-production: shop-v1 100",
+		}))
+		vs := &networkingv1.VirtualService{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "shop"}, vs)).To(Succeed())
+		Expect(vs.Spec.Http[0].Match).To(HaveLen(1))
+		Expect(vs.Spec.Http[0].Match[0].Headers).To(HaveKey("x-branch"))
+		Expect(vs.Spec.Http[0].Match[0].Authority.GetExact()).To(Equal("staging.shop.example.com"))
+
+		By("a rebuild of the branch stays off the route until Available")
+		newRelease(ns, "shop-jp12-b", withEnv("staging", "staging.shop.example.com"), withBranch("feature-jp12"))
+		Eventually(phaseOf(ns, "shop-jp12-b")).Should(Equal("Progressing 0 False/Progressing"))
+		Expect(routesOf(ns)(Default)).To(ContainElement("branch-staging-feature-jp12: shop-jp12-a 100"))
+
+		By("then takes over, and the old build is superseded and pruned")
+		makeAvailable(ns, "shop-jp12-b")
+		Eventually(routesOf(ns)).Should(ContainElement("branch-staging-feature-jp12: shop-jp12-b 100"))
+		Eventually(gone(&v1alpha1.AppRelease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shop-jp12-a"}})).Should(BeTrue())
+		Eventually(subsetsOf(ns)).ShouldNot(ContainElement("shop-jp12-a"))
+	})
+
+	It("leaves a foreign VirtualService named like the app untouched and says why", func() {
+		foreign := &networkingv1.VirtualService{
+			ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: ns},
+			Spec: networking.VirtualService{Hosts: []string{"shop.example.com"}, Http: []*networking.HTTPRoute{{
+				Route: []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: "legacy"}}}}}},
+		}
+		Expect(k8s.Create(ctx, foreign)).To(Succeed())
+		newRelease(ns, "shop-v1")
+		makeAvailable(ns, "shop-v1")
+		Eventually(phaseOf(ns, "shop-v1")).Should(Equal("Failed 0 False/ForeignObject"))
+		r := getRelease(ns, "shop-v1")(Default)
+		Expect(r.Status.Conditions).To(ContainElement(And(HaveField("Type", "Stalled"), HaveField("Status", metav1.ConditionTrue))))
+		after := &networkingv1.VirtualService{}
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(foreign), after)).To(Succeed())
+		Expect(after.ResourceVersion).To(Equal(foreign.ResourceVersion), "the foreign VirtualService was written")
+
+		By("deleting the release is not held up by the foreign object")
+		Expect(k8s.Delete(ctx, r)).To(Succeed())
+		Eventually(gone(r)).Should(BeTrue())
+	})
+
+	It("writes nothing when a resync finds nothing changed", func() {
+		newRelease(ns, "shop-v1")
+		makeAvailable(ns, "shop-v1")
+		newRelease(ns, "shop-v2", withCanary(20))
+		makeAvailable(ns, "shop-v2")
+		Eventually(phaseOf(ns, "shop-v2")).Should(Equal("Live 20 True/Routed"))
+		before := versions(ns)
+
+		var writes []string
+		rec := &controller.AppReconciler{Client: writeCounter{Client: cached, writes: &writes}, APIReader: k8s, Recorder: events.NewFakeRecorder(10), Routing: routeOpts,
+			Config: controller.Config{PruneSuperseded: true}}
+		for range 3 {
+			_, err := rec.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKey{Namespace: ns, Name: "shop"}})
+			Expect(err).NotTo(HaveOccurred())
+		}
+		Expect(writes).To(BeEmpty())
+		Expect(versions(ns)).To(Equal(before))
+
+		By("while the same reconciler does write when the routing it is asked for differs")
+		rec.Routing.Gateway = "istio-system/other-gateway"
+		_, err := rec.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKey{Namespace: ns, Name: "shop"}})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(writes).To(ContainElement(ContainSubstring("apply")))
+	})
+
+	It("routes every release of a burst of concurrent pipelines, and loses none", func() {
+		newRelease(ns, "shop-v1")
+		makeAvailable(ns, "shop-v1")
+		const n = 20
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				defer GinkgoRecover()
+				name := fmt.Sprintf("shop-b%02d", i)
+				newRelease(ns, name, withBranch(fmt.Sprintf("b%02d", i)))
+				makeAvailable(ns, name)
+			})
+		}
+		wg.Wait()
+		Eventually(func(g Gomega) int {
+			routes := routesOf(ns)(g)
+			return len(routes)
+		}).Should(Equal(2*n + 2))
+		for i := range n {
+			Eventually(phaseOf(ns, fmt.Sprintf("shop-b%02d", i))).Should(Equal("Live 100 True/Routed"))
+		}
+
+		By("deleting half of them at once")
+		for i := 0; i < n; i += 2 {
+			wg.Go(func() {
+				defer GinkgoRecover()
+				Expect(k8s.Delete(ctx, getRelease(ns, fmt.Sprintf("shop-b%02d", i))(Default))).To(Succeed())
+			})
+		}
+		wg.Wait()
+		Eventually(func(g Gomega) int { return len(routesOf(ns)(g)) }).Should(Equal(n + 2))
+		Eventually(subsetsOf(ns)).Should(HaveLen(n/2 + 1))
+	})
+})
+
+func setCanary(ns, name string, w int32) {
+	Eventually(func(g Gomega) {
+		r := getRelease(ns, name)(g)
+		r.Spec.Canary = &v1alpha1.Canary{Weight: w}
+		g.Expect(k8s.Update(ctx, r)).To(Succeed())
+	}).Should(Succeed())
+}
+
+// versions are the resourceVersions of the app's shared objects and releases.
+func versions(ns string) map[string]string {
+	out := map[string]string{}
+	for _, o := range []client.Object{&corev1.Service{}, &networkingv1.VirtualService{}, &networkingv1.DestinationRule{}} {
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "shop"}, o)).To(Succeed())
+		out[fmt.Sprintf("%T", o)] = o.GetResourceVersion()
+	}
+	list := &v1alpha1.AppReleaseList{}
+	Expect(k8s.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+	for _, r := range list.Items {
+		out[r.Name] = r.ResourceVersion
+	}
+	return out
+}
