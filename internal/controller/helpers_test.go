@@ -129,7 +129,9 @@ type writeCounter struct {
 	writes *[]string
 }
 
-func (w writeCounter) note(verb string, obj any) { *w.writes = append(*w.writes, fmt.Sprintf("%s %T", verb, obj)) }
+func (w writeCounter) note(verb string, obj any) {
+	*w.writes = append(*w.writes, fmt.Sprintf("%s %T", verb, obj))
+}
 
 func (w writeCounter) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
 	w.note("create", obj)

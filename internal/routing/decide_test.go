@@ -1,4 +1,4 @@
-package routing
+package routing_test
 
 import (
 	"fmt"
@@ -7,17 +7,18 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/switchyard-dev/switchyard/api/v1alpha1"
+	"github.com/switchyard-dev/switchyard/internal/routing"
+	"github.com/switchyard-dev/switchyard/internal/routing/routingtest"
 )
 
 var t0 = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 
-var opts = Options{BranchHeader: "x-branch", Gateway: "istio-system/ingressgateway", MeshEnvironment: "production", KeepPrevious: 1}
+var opts = routing.Options{BranchHeader: "x-branch", Gateway: "istio-system/ingressgateway", MeshEnvironment: "production", KeepPrevious: 1}
 
 // release builds a routing input: an Available production release created
 // minute after t0, changed by options.
-func release(name string, minute int, o ...func(*Release)) Release {
-	r := Release{Name: name, UID: types.UID("uid-" + name), Created: t0.Add(time.Duration(minute) * time.Minute),
+func release(name string, minute int, o ...func(*routing.Release)) routing.Release {
+	r := routing.Release{Name: name, UID: types.UID("uid-" + name), Created: t0.Add(time.Duration(minute) * time.Minute),
 		Environment: "production", Hosts: []string{"shop.example.com"}, HasDeployment: true, Available: true}
 	for _, f := range o {
 		f(&r)
@@ -25,19 +26,21 @@ func release(name string, minute int, o ...func(*Release)) Release {
 	return r
 }
 
-func env(e string, hosts ...string) func(*Release) {
-	return func(r *Release) { r.Environment, r.Hosts = e, hosts }
+func env(e string, hosts ...string) func(*routing.Release) {
+	return func(r *routing.Release) { r.Environment, r.Hosts = e, hosts }
 }
-func canary(w int32) func(*Release)    { return func(r *Release) { r.Canary = &w } }
-func branch(b string) func(*Release)   { return func(r *Release) { r.Branch = b } }
-func progressing() func(*Release)      { return func(r *Release) { r.Available = false } }
-func failed() func(*Release)           { return func(r *Release) { r.Available, r.Failed = false, true } }
-func deleting() func(*Release)         { return func(r *Release) { r.Deleting = true } }
-func wasSuperseded() func(*Release)    { return func(r *Release) { r.Superseded = true } }
-func hosts(h ...string) func(*Release) { return func(r *Release) { r.Hosts = h } }
+func canary(w int32) func(*routing.Release)  { return func(r *routing.Release) { r.Canary = &w } }
+func branch(b string) func(*routing.Release) { return func(r *routing.Release) { r.Branch = b } }
+func progressing() func(*routing.Release)    { return func(r *routing.Release) { r.Available = false } }
+func failed() func(*routing.Release) {
+	return func(r *routing.Release) { r.Available, r.Failed = false, true }
+}
+func deleting() func(*routing.Release)         { return func(r *routing.Release) { r.Deleting = true } }
+func wasSuperseded() func(*routing.Release)    { return func(r *routing.Release) { r.Superseded = true } }
+func hosts(h ...string) func(*routing.Release) { return func(r *routing.Release) { r.Hosts = h } }
 
 // summary is an outcome's phase/weight/ready, as a table reads it.
-func summary(o Outcome) string {
+func summary(o routing.Outcome) string {
 	s := fmt.Sprintf("%s %d", o.Phase, o.Weight)
 	if !o.Ready {
 		s += " " + o.Reason
@@ -48,106 +51,106 @@ func summary(o Outcome) string {
 func TestDecideOutcomes(t *testing.T) {
 	cases := []struct {
 		name     string
-		releases []Release
+		releases []routing.Release
 		keep     int
 		want     map[string]string
 	}{
 		{
 			name:     "a first release takes all of its environment's traffic once Available",
-			releases: []Release{release("v1", 0)},
+			releases: []routing.Release{release("v1", 0)},
 			want:     map[string]string{"v1": "Live 100"},
 		},
 		{
 			name:     "a release whose Deployment is not Available takes no traffic",
-			releases: []Release{release("v1", 0, progressing())},
+			releases: []routing.Release{release("v1", 0, progressing())},
 			want:     map[string]string{"v1": "Progressing 0 Progressing"},
 		},
 		{
 			name:     "traffic stays with the stable while a newer release progresses",
-			releases: []Release{release("v1", 0), release("v2", 1, progressing())},
+			releases: []routing.Release{release("v1", 0), release("v2", 1, progressing())},
 			want:     map[string]string{"v1": "Live 100", "v2": "Progressing 0 Progressing"},
 		},
 		{
 			name:     "a failed Deployment stalls its release and leaves traffic where it was",
-			releases: []Release{release("v1", 0), release("v2", 1, failed())},
+			releases: []routing.Release{release("v1", 0), release("v2", 1, failed())},
 			want:     map[string]string{"v1": "Live 100", "v2": "Failed 0 DeploymentFailed"},
 		},
 		{
 			name:     "a canary takes its weight from the stable",
-			releases: []Release{release("v1", 0), release("v2", 1, canary(10))},
+			releases: []routing.Release{release("v1", 0), release("v2", 1, canary(10))},
 			want:     map[string]string{"v1": "Live 90", "v2": "Live 10"},
 		},
 		{
 			name:     "a canary at weight 0 gives its share back to the stable",
-			releases: []Release{release("v1", 0), release("v2", 1, canary(0))},
+			releases: []routing.Release{release("v1", 0), release("v2", 1, canary(0))},
 			want:     map[string]string{"v1": "Live 100", "v2": "Live 0"},
 		},
 		{
 			name:     "a canary at 100 is promoted: it becomes stable and the previous stable stands by",
-			releases: []Release{release("v1", 0), release("v2", 1, canary(100))},
+			releases: []routing.Release{release("v1", 0), release("v2", 1, canary(100))},
 			want:     map[string]string{"v1": "Standby 0", "v2": "Live 100"},
 		},
 		{
 			name:     "stables beyond keep-previous are superseded",
-			releases: []Release{release("v1", 0), release("v2", 1), release("v3", 2)},
+			releases: []routing.Release{release("v1", 0), release("v2", 1), release("v3", 2)},
 			want:     map[string]string{"v1": "Superseded 0 Superseded", "v2": "Standby 0", "v3": "Live 100"},
 		},
 		{
 			name:     "keep-previous 2 keeps two rollback targets",
 			keep:     2,
-			releases: []Release{release("v1", 0), release("v2", 1), release("v3", 2)},
+			releases: []routing.Release{release("v1", 0), release("v2", 1), release("v3", 2)},
 			want:     map[string]string{"v1": "Standby 0", "v2": "Standby 0", "v3": "Live 100"},
 		},
 		{
 			name:     "deleting the stable hands the environment back to the newest Standby",
-			releases: []Release{release("v1", 0), release("v2", 1, deleting())},
+			releases: []routing.Release{release("v1", 0), release("v2", 1, deleting())},
 			want:     map[string]string{"v1": "Live 100", "v2": "Retiring 0 Retiring"},
 		},
 		{
 			name:     "a superseded release stays superseded",
-			releases: []Release{release("v1", 0, wasSuperseded()), release("v2", 1, deleting())},
+			releases: []routing.Release{release("v1", 0, wasSuperseded()), release("v2", 1, deleting())},
 			want:     map[string]string{"v1": "Superseded 0 Superseded", "v2": "Retiring 0 Retiring"},
 		},
 		{
 			name:     "a canary older than the stable is superseded",
-			releases: []Release{release("v1", 0), release("v2", 1, canary(10)), release("v3", 2)},
+			releases: []routing.Release{release("v1", 0), release("v2", 1, canary(10)), release("v3", 2)},
 			want:     map[string]string{"v1": "Standby 0", "v2": "Superseded 0 Superseded", "v3": "Live 100"},
 		},
 		{
 			name:     "canaries asking for more than there is: the newest is served first",
-			releases: []Release{release("v1", 0), release("v2", 1, canary(60)), release("v3", 2, canary(60))},
+			releases: []routing.Release{release("v1", 0), release("v2", 1, canary(60)), release("v3", 2, canary(60))},
 			want:     map[string]string{"v1": "Live 0", "v2": "Live 40 WeightConflict", "v3": "Live 60"},
 		},
 		{
 			name:     "without an Available stable the canary carries the environment",
-			releases: []Release{release("v1", 0, progressing()), release("v2", 1, canary(10))},
+			releases: []routing.Release{release("v1", 0, progressing()), release("v2", 1, canary(10))},
 			want:     map[string]string{"v1": "Progressing 0 Progressing", "v2": "Live 100"},
 		},
 		{
 			name: "a branch's newest Available release takes its traffic; the older one is superseded",
-			releases: []Release{release("v1", 0), release("jp12-a", 1, branch("feature-jp12")),
+			releases: []routing.Release{release("v1", 0), release("jp12-a", 1, branch("feature-jp12")),
 				release("jp12-b", 2, branch("feature-jp12"))},
 			want: map[string]string{"v1": "Live 100", "jp12-a": "Superseded 0 Superseded", "jp12-b": "Live 100"},
 		},
 		{
 			name: "a branch rebuild takes over only once Available",
-			releases: []Release{release("v1", 0), release("jp12-a", 1, branch("feature-jp12")),
+			releases: []routing.Release{release("v1", 0), release("jp12-a", 1, branch("feature-jp12")),
 				release("jp12-b", 2, branch("feature-jp12"), progressing())},
 			want: map[string]string{"v1": "Live 100", "jp12-a": "Live 100", "jp12-b": "Progressing 0 Progressing"},
 		},
 		{
 			name:     "the newest routed release's hosts win within an environment",
-			releases: []Release{release("v1", 0, hosts("old.example.com")), release("v2", 1, hosts("new.example.com"))},
+			releases: []routing.Release{release("v1", 0, hosts("old.example.com")), release("v2", 1, hosts("new.example.com"))},
 			want:     map[string]string{"v1": "Standby 0 HostsConflict", "v2": "Live 100"},
 		},
 		{
 			name:     "a host claimed by two environments stays with the one that held it first",
-			releases: []Release{release("v1", 0), release("s1", 1, env("staging", "shop.example.com"))},
+			releases: []routing.Release{release("v1", 0), release("s1", 1, env("staging", "shop.example.com"))},
 			want:     map[string]string{"v1": "Live 100", "s1": "Live 100 HostsConflict"},
 		},
 		{
 			name:     "an environment with no hosts that is not the mesh's is unreachable",
-			releases: []Release{release("s1", 1, env("staging"))},
+			releases: []routing.Release{release("s1", 1, env("staging"))},
 			want:     map[string]string{"s1": "Live 100 NoHosts"},
 		},
 	}
@@ -157,7 +160,7 @@ func TestDecideOutcomes(t *testing.T) {
 			if tc.keep != 0 {
 				o.KeepPrevious = tc.keep
 			}
-			d := Decide(tc.releases, o)
+			d := routing.Decide(tc.releases, o)
 			for name, want := range tc.want {
 				if got := summary(d.Outcomes[name]); got != want {
 					t.Errorf("%s: got %q, want %q (%s)", name, got, want, d.Outcomes[name].Message)
@@ -166,43 +169,7 @@ func TestDecideOutcomes(t *testing.T) {
 			if len(d.Outcomes) != len(tc.releases) {
 				t.Errorf("got %d outcomes for %d releases", len(d.Outcomes), len(tc.releases))
 			}
-			checkInvariants(t, tc.releases, d)
+			routingtest.CheckInvariants(t, tc.releases, d)
 		})
-	}
-}
-
-// checkInvariants holds for every decision: weights sum to 100 per route,
-// routes name only defined subsets of Available, live releases, and nothing
-// deleting or superseded is routed or defined.
-func checkInvariants(t *testing.T, in []Release, d Decision) {
-	t.Helper()
-	byName := map[string]Release{}
-	for _, r := range in {
-		byName[r.Name] = r
-	}
-	defined := map[string]string{}
-	for _, s := range d.Subsets {
-		defined[s.Subset] = s.Release
-		if r := byName[s.Release]; r.Deleting || d.Outcomes[r.Name].Phase == v1alpha1.PhaseSuperseded {
-			t.Errorf("subset %s of %s release %s is defined", s.Subset, d.Outcomes[r.Name].Phase, r.Name)
-		}
-	}
-	for _, route := range d.Routes {
-		sum := int32(0)
-		for _, dst := range route.Destinations {
-			sum += dst.Weight
-			if dst.Weight <= 0 {
-				t.Errorf("route %s: destination %s has weight %d", route.Name, dst.Subset, dst.Weight)
-			}
-			if defined[dst.Subset] != dst.Release {
-				t.Errorf("route %s names subset %s, which is not defined", route.Name, dst.Subset)
-			}
-			if !byName[dst.Release].Available {
-				t.Errorf("route %s sends traffic to %s, which is not Available", route.Name, dst.Release)
-			}
-		}
-		if sum != 100 {
-			t.Errorf("route %s: weights sum to %d", route.Name, sum)
-		}
 	}
 }

@@ -1,0 +1,60 @@
+package routing_test
+
+import (
+	"reflect"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/switchyard-dev/switchyard/internal/routing"
+	"github.com/switchyard-dev/switchyard/internal/routing/routingtest"
+)
+
+func FuzzDecide(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 0, 0, 3, 1, 0, 0, 4, 10, 3, 2, 1, 1, 1, 0, 3})
+	f.Add([]byte{5, 0, 0, 0, 0, 3, 1, 0, 0, 0, 0, 3, 2, 0, 0, 4, 100, 3, 3, 1, 1, 2, 0, 3})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		in := routingtest.ReleasesFromBytes(data)
+		before := cloneReleases(in)
+		d := routing.Decide(in, opts)
+		if !reflect.DeepEqual(in, before) {
+			t.Fatal("Decide mutated its input")
+		}
+		routingtest.CheckInvariants(t, in, d)
+		for _, r := range in {
+			if _, ok := d.Outcomes[r.Name]; !ok {
+				t.Fatalf("release %s has no outcome", r.Name)
+			}
+		}
+		// Deterministic: the same input, in any order, gives the same objects.
+		reversed := cloneReleases(in)
+		for i, j := 0, len(reversed)-1; i < j; i, j = i+1, j-1 {
+			reversed[i], reversed[j] = reversed[j], reversed[i]
+		}
+		d2 := routing.Decide(reversed, opts)
+		if !proto.Equal(routing.MakeVirtualService("ns", "shop", d, opts), routing.MakeVirtualService("ns", "shop", d2, opts)) ||
+			!proto.Equal(routing.MakeDestinationRule("ns", "shop", d), routing.MakeDestinationRule("ns", "shop", d2)) ||
+			!reflect.DeepEqual(d.Outcomes, d2.Outcomes) {
+			t.Fatal("the decision depends on the order of its input")
+		}
+		if (routing.MakeVirtualService("ns", "shop", d, opts) == nil) != (len(d.Routes) == 0) {
+			t.Fatal("a VirtualService without routes, or routes without a VirtualService")
+		}
+	})
+}
+
+func cloneReleases(in []routing.Release) []routing.Release {
+	if in == nil {
+		return nil
+	}
+	out := make([]routing.Release, len(in))
+	for i, r := range in {
+		out[i] = r
+		out[i].Hosts = append([]string(nil), r.Hosts...)
+		if r.Canary != nil {
+			w := *r.Canary
+			out[i].Canary = &w
+		}
+	}
+	return out
+}
