@@ -1,4 +1,4 @@
-module github.com/switchyard-dev/switchyard/test/istio
+module github.com/switchyard-dev/switchyard/test
 
 go 1.26.0
 
@@ -66,4 +66,4 @@ require (
 	sigs.k8s.io/yaml v1.6.0 // indirect
 )
 
-replace github.com/switchyard-dev/switchyard => ../..
+replace github.com/switchyard-dev/switchyard => ..
