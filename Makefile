@@ -1,7 +1,7 @@
 # Switchyard: an operator that merges every CI build's AppRelease into one Istio
 # VirtualService and DestinationRule per app.
 #
-# Newcomers: `make demo` (coming with the local cluster) and `make test`.
+# Newcomers: `make demo` and `make test`.
 
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
@@ -66,6 +66,10 @@ test-istio: ## Judge the builder's objects by Istio's own code (module test/; fi
 	@echo "test/istio: building Istio's validation code (first time: about 5 minutes on 2 cores)..."
 	cd test && go vet ./... && go test ./istio/...
 	cd test && go test ./istio/ -run '^$$' -fuzz FuzzBuilderOutputIsValid -fuzztime 20s -fuzzminimizetime 200x
+
+.PHONY: demo
+demo: ## Start a local cluster, run Switchyard, and walk through the CI workflow (DEMO_ARGS=--down to tear down at the end).
+	go run ./hack/demo $(DEMO_ARGS)
 
 ##@ Build
 

@@ -1,0 +1,105 @@
+package testenv
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/switchyard-dev/switchyard/internal/localcluster"
+)
+
+// KwokVersion is the kwok whose stages and binary the local cluster uses.
+const KwokVersion = "v0.8.0"
+
+// StartCluster builds what is missing (the control plane, once, into bin/)
+// and starts a local cluster with Switchyard's and Istio's CRDs.
+func StartCluster(ctx context.Context, progress io.Writer) (*localcluster.Cluster, error) {
+	build := exec.CommandContext(ctx, filepath.Join(Root(), "hack", "build-controlplane.sh"))
+	build.Stdout, build.Stderr = progress, progress
+	if err := build.Run(); err != nil {
+		return nil, fmt.Errorf("build the control plane: %w", err)
+	}
+	crds, err := CRDPaths()
+	if err != nil {
+		return nil, err
+	}
+	stages, err := kwokStageDir(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return localcluster.Start(ctx, localcluster.Options{BinDir: ControlPlaneDir(), CRDPaths: crds,
+		KwokStageDir: stages, Progress: progress})
+}
+
+func kwokStageDir(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "mod", "download", "-json", "sigs.k8s.io/kwok@"+KwokVersion).Output()
+	if err != nil {
+		return "", fmt.Errorf("download the kwok module for its stages: %w", err)
+	}
+	var m struct{ Dir string }
+	if err := json.Unmarshal(out, &m); err != nil {
+		return "", err
+	}
+	return filepath.Join(m.Dir, "kustomize", "stage"), nil
+}
+
+// BuildManager builds the operator's binary into bin/manager.
+func BuildManager(ctx context.Context) (string, error) {
+	bin := filepath.Join(Root(), "bin", "manager")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd")
+	cmd.Dir = Root()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build the manager: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// Operator is a running manager process.
+type Operator struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	// Log is the file its output goes to.
+	Log string
+}
+
+// StartOperator runs the manager binary against a kubeconfig with extra flags.
+func StartOperator(bin, kubeconfig, logFile string, args ...string) (*Operator, error) {
+	log, err := os.OpenFile(logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	args = append([]string{"--kubeconfig=" + kubeconfig, "--metrics-bind-address=0", "--health-probe-bind-address=0"}, args...)
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return nil, err
+	}
+	o := &Operator{cmd: cmd, done: make(chan struct{}), Log: logFile}
+	go func() { _ = cmd.Wait(); log.Close(); close(o.done) }()
+	return o, nil
+}
+
+// Stop ends the operator gracefully (SIGTERM), killing it after ten seconds.
+func (o *Operator) Stop() {
+	_ = o.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-o.done:
+	case <-time.After(10 * time.Second):
+		_ = o.cmd.Process.Kill()
+		<-o.done
+	}
+}
+
+// Kill ends the operator at once, as a crash would.
+func (o *Operator) Kill() {
+	_ = o.cmd.Process.Kill()
+	<-o.done
+}
