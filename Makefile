@@ -49,7 +49,7 @@ controlplane: ## Build etcd and the Kubernetes control plane into bin/ (once; se
 	hack/build-controlplane.sh
 
 .PHONY: test
-test: verify-gen vet test-unit test-envtest test-istio ## Run every test suite (what CI runs).
+test: verify-gen vet test-unit test-envtest test-istio test-e2e ## Run every test suite (what CI runs).
 
 .PHONY: test-unit
 test-unit: ## Unit tests of the pure parts (routing builder), with a short fuzz run.
@@ -66,6 +66,11 @@ test-istio: ## Judge the builder's objects by Istio's own code (module test/; fi
 	@echo "test/istio: building Istio's validation code (first time: about 5 minutes on 2 cores)..."
 	cd test && go vet ./... && go test ./istio/...
 	cd test && go test ./istio/ -run '^$$' -fuzz FuzzBuilderOutputIsValid -fuzztime 20s -fuzzminimizetime 200x
+
+.PHONY: test-e2e
+test-e2e: ## End-to-end suite: the manager binary on a local cluster with the real controllers and kwok.
+	hack/build-controlplane.sh
+	cd test && go test ./e2e/ -count=1 -timeout 25m -v -ginkgo.no-color
 
 .PHONY: demo
 demo: ## Start a local cluster, run Switchyard, and walk through the CI workflow (DEMO_ARGS=--down to tear down at the end).

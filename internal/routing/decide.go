@@ -54,6 +54,10 @@ func Decide(releases []Release, opts Options) Decision {
 				continue
 			}
 			d.Live = append(d.Live, r)
+			if !r.HasDeployment {
+				// A subset is defined once there are pods it can select.
+				continue
+			}
 			o.Subset = SubsetName(r.Name)
 			d.Outcomes[r.Name] = o
 			d.Subsets = append(d.Subsets, Destination{Release: r.Name, Subset: o.Subset})

@@ -106,8 +106,8 @@ func exact(s string) *networking.StringMatch {
 }
 
 // MakeDestinationRule is the app's DestinationRule spec: one subset per live
-// release, defined from the moment the release exists, so it is there before
-// any route names it.
+// release, defined from the moment its Deployment exists, so it is there
+// before any route names it.
 func MakeDestinationRule(namespace, app string, d Decision) *networking.DestinationRule {
 	dr := &networking.DestinationRule{Host: ServiceHost(namespace, app)}
 	for _, s := range d.Subsets {

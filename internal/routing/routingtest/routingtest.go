@@ -53,8 +53,9 @@ func ReleasesFromBytes(data []byte) []routing.Release {
 }
 
 // CheckInvariants holds for every decision: weights sum to 100 per route,
-// routes name only defined subsets of Available releases, and nothing deleting
-// or superseded is routed or defined.
+// routes name only defined subsets of Available releases, a subset is defined
+// only once its release has a Deployment, and nothing deleting or superseded
+// is routed or defined.
 func CheckInvariants(t TB, in []routing.Release, d routing.Decision) {
 	t.Helper()
 	byName := map[string]routing.Release{}
@@ -66,6 +67,9 @@ func CheckInvariants(t TB, in []routing.Release, d routing.Decision) {
 		defined[s.Subset] = s.Release
 		if r := byName[s.Release]; r.Deleting || d.Outcomes[r.Name].Phase == v1alpha1.PhaseSuperseded {
 			t.Errorf("subset %s of %s release %s is defined", s.Subset, d.Outcomes[r.Name].Phase, r.Name)
+		}
+		if !byName[s.Release].HasDeployment {
+			t.Errorf("subset %s is defined before release %s has a Deployment", s.Subset, s.Release)
 		}
 	}
 	for _, route := range d.Routes {

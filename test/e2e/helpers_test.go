@@ -1,0 +1,237 @@
+package e2e
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	. "github.com/onsi/gomega"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/switchyard-dev/switchyard/api/v1alpha1"
+	"github.com/switchyard-dev/switchyard/internal/routing"
+	"github.com/switchyard-dev/switchyard/test/istio"
+)
+
+const app = "shop"
+
+func newNamespace() string {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "e2e-" + rand.String(6)}}
+	Expect(k8s.Create(ctx, ns)).To(Succeed())
+	return ns.Name
+}
+
+// spec is an AppRelease spec as a pipeline writes it.
+type spec map[string]any
+
+func prod(image string) spec {
+	return spec{"app": app, "environment": "production", "hosts": []any{"shop.example.com"}, "image": image}
+}
+
+func staging(image string) spec {
+	return spec{"app": app, "environment": "staging", "hosts": []any{"staging.shop.example.com"}, "image": image}
+}
+
+func (s spec) with(k string, v any) spec {
+	out := spec{}
+	for key, val := range s {
+		out[key] = val
+	}
+	out[k] = v
+	return out
+}
+
+// apply is `kubectl apply --server-side` of an AppRelease, as a CI pipeline runs it.
+func apply(ns, name string, s spec) error {
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": v1alpha1.GroupVersion.String(), "kind": "AppRelease",
+		"metadata": map[string]any{"name": name, "namespace": ns}, "spec": map[string]any(s),
+	}}
+	return k8s.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("ci-pipeline"), client.ForceOwnership)
+}
+
+func mustApply(ns, name string, s spec) {
+	ExpectWithOffset(1, apply(ns, name, s)).To(Succeed())
+}
+
+func deleteRelease(ns, name string) {
+	err := k8s.Delete(ctx, &v1alpha1.AppRelease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}})
+	ExpectWithOffset(1, client.IgnoreNotFound(err)).To(Succeed())
+}
+
+// state is "Phase weight Ready/Reason" of a release, once its status describes its spec.
+func state(ns, name string) func(Gomega) string {
+	return func(g Gomega) string {
+		r := &v1alpha1.AppRelease{}
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, r)).To(Succeed())
+		g.Expect(r.Status.ObservedGeneration).To(Equal(r.Generation))
+		c := meta.FindStatusCondition(r.Status.Conditions, v1alpha1.ConditionReady)
+		g.Expect(c).NotTo(BeNil())
+		return fmt.Sprintf("%s %d %s/%s", r.Status.Phase, r.Status.Weight, c.Status, c.Reason)
+	}
+}
+
+func gone(obj client.Object) func() bool {
+	return func() bool { return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(obj), obj)) }
+}
+
+func releaseGone(ns, name string) func() bool {
+	return gone(&v1alpha1.AppRelease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}})
+}
+
+// snapshot is one consistent view of an app's routing: the VirtualService
+// did not change while the DestinationRule and Deployments were read.
+type snapshot struct {
+	vs          *networkingv1.VirtualService
+	dr          *networkingv1.DestinationRule
+	deployments map[string]appsv1.Deployment // by version label
+}
+
+func takeSnapshot(g Gomega, ns string) snapshot {
+	for {
+		var s snapshot
+		vs1 := &networkingv1.VirtualService{}
+		err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: app}, vs1)
+		if apierrors.IsNotFound(err) {
+			vs1 = nil
+		} else {
+			g.Expect(err).NotTo(HaveOccurred())
+		}
+		s.dr = &networkingv1.DestinationRule{}
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: app}, s.dr); apierrors.IsNotFound(err) {
+			s.dr = nil
+		} else {
+			g.Expect(err).NotTo(HaveOccurred())
+		}
+		list := &appsv1.DeploymentList{}
+		g.Expect(k8s.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+		s.deployments = map[string]appsv1.Deployment{}
+		for _, d := range list.Items {
+			s.deployments[d.Spec.Template.Labels[routing.VersionLabel]] = d
+		}
+		vs2 := &networkingv1.VirtualService{}
+		err = k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: app}, vs2)
+		switch {
+		case vs1 == nil && apierrors.IsNotFound(err):
+			return s
+		case vs1 != nil && err == nil && vs1.ResourceVersion == vs2.ResourceVersion:
+			s.vs = vs1
+			return s
+		}
+	}
+}
+
+// checkSnapshot holds in every state the app passes through: Istio accepts
+// both objects; every route's weights sum to 100; every subset a request can
+// reach is defined and selects the pods of an Available Deployment; every
+// subset selects an existing Deployment.
+func checkSnapshot(g Gomega, s snapshot) {
+	var vsSpec = s.vs
+	if vsSpec != nil {
+		g.Expect(s.dr).NotTo(BeNil(), "a VirtualService without its DestinationRule")
+		g.Expect(istio.Validate(s.vs.Namespace, s.vs.Name, &s.vs.Spec, &s.dr.Spec)).To(Succeed())
+	} else if s.dr != nil {
+		g.Expect(istio.Validate(s.dr.Namespace, s.dr.Name, nil, &s.dr.Spec)).To(Succeed())
+	}
+	defined := map[string]bool{}
+	if s.dr != nil {
+		for _, sub := range s.dr.Spec.Subsets {
+			defined[sub.Name] = true
+			_, ok := s.deployments[sub.Labels[routing.VersionLabel]]
+			g.Expect(ok).To(BeTrue(), "subset %s selects no Deployment", sub.Name)
+		}
+	}
+	if s.vs == nil {
+		return
+	}
+	for _, h := range s.vs.Spec.Http {
+		sum := int32(0)
+		for _, d := range h.Route {
+			sum += d.Weight
+			sub := d.Destination.Subset
+			g.Expect(defined).To(HaveKey(sub), "route %s names subset %s, which is not defined", h.Name, sub)
+			dep := s.deployments[sub]
+			g.Expect(available(dep)).To(BeTrue(), "route %s sends traffic to %s, whose Deployment is not Available", h.Name, sub)
+		}
+		g.Expect(sum).To(BeEquivalentTo(100), "route %s weights", h.Name)
+	}
+}
+
+func available(d appsv1.Deployment) bool {
+	for _, c := range d.Status.Conditions {
+		if c.Type == appsv1.DeploymentAvailable && c.Status == corev1.ConditionTrue {
+			return d.Status.AvailableReplicas > 0
+		}
+	}
+	return false
+}
+
+// routes summarises the VirtualService: "route: subset weight, ..." per rule.
+func routes(ns string) func(Gomega) []string {
+	return func(g Gomega) []string {
+		s := takeSnapshot(g, ns)
+		checkSnapshot(g, s)
+		g.Expect(s.vs).NotTo(BeNil(), "no VirtualService")
+		var out []string
+		for _, h := range s.vs.Spec.Http {
+			var ds []string
+			for _, d := range h.Route {
+				ds = append(ds, fmt.Sprintf("%s %d", d.Destination.Subset, d.Weight))
+			}
+			out = append(out, h.Name+": "+strings.Join(ds, ", "))
+		}
+		return out
+	}
+}
+
+func subsets(ns string) func(Gomega) []string {
+	return func(g Gomega) []string {
+		s := takeSnapshot(g, ns)
+		checkSnapshot(g, s)
+		var out []string
+		if s.dr != nil {
+			for _, sub := range s.dr.Spec.Subsets {
+				out = append(out, sub.Name)
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
+}
+
+// watchSnapshots checks every state it can observe until stop is closed, and
+// reports how many it checked and the first violation.
+func watchSnapshots(ns string, stop <-chan struct{}) <-chan error {
+	res := make(chan error, 1)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				res <- nil
+				return
+			default:
+			}
+			var failure string
+			g := NewGomega(func(message string, _ ...int) { failure = message })
+			func() {
+				defer func() { _ = recover() }()
+				checkSnapshot(g, takeSnapshot(g, ns))
+			}()
+			if failure != "" {
+				res <- fmt.Errorf("after %d good snapshots: %s", n, failure)
+				return
+			}
+			n++
+		}
+	}()
+	return res
+}
