@@ -26,11 +26,11 @@ help: ## Show the targets.
 
 .PHONY: manifests
 manifests: ## Generate the CRD and RBAC manifests from the kubebuilder markers.
-	$(CONTROLLER_GEN) rbac:roleName=switchyard-manager crd paths="./..." output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=switchyard-manager crd paths="./api/...;./internal/...;./cmd/..." output:crd:artifacts:config=config/crd/bases
 
 .PHONY: generate
 generate: ## Generate the DeepCopy methods.
-	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./..."
+	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/...;./internal/...;./cmd/..."
 
 .PHONY: fmt
 fmt: ## go fmt.

@@ -31,9 +31,9 @@ type ReleaseReconciler struct {
 }
 
 // +kubebuilder:rbac:groups=delivery.switchyard.dev,resources=appreleases,verbs=get;list;watch;update;patch;delete
-// +kubebuilder:rbac:groups=delivery.switchyard.dev,resources=appreleases/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=delivery.switchyard.dev,resources=appreleases/status,verbs=patch
 // +kubebuilder:rbac:groups=delivery.switchyard.dev,resources=appreleases/finalizers,verbs=update
-// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings one release's Deployment to its spec.
