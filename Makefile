@@ -27,6 +27,7 @@ help: ## Show the targets.
 .PHONY: manifests
 manifests: ## Generate the CRD and RBAC manifests from the kubebuilder markers.
 	$(CONTROLLER_GEN) rbac:roleName=switchyard-manager crd paths="./api/...;./internal/...;./cmd/..." output:crd:artifacts:config=config/crd/bases
+	hack/sync-chart.sh
 
 .PHONY: generate
 generate: ## Generate the DeepCopy methods.
@@ -42,14 +43,14 @@ vet: ## go vet.
 
 .PHONY: verify-gen
 verify-gen: manifests generate ## Fail when the generated files differ from git.
-	@test -z "$$(git status --porcelain -- api config)" || { git status --short -- api config; git diff -- api config; echo "generated files are out of date: run 'make manifests generate' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- api config charts)" || { git status --short -- api config charts; git diff -- api config charts; echo "generated files are out of date: run 'make manifests generate' and commit"; exit 1; }
 
 .PHONY: controlplane
 controlplane: ## Build etcd and the Kubernetes control plane into bin/ (once; several minutes the first time).
 	hack/build-controlplane.sh
 
 .PHONY: test
-test: verify-gen vet test-unit test-envtest test-istio test-e2e ## Run every test suite (what CI runs).
+test: verify-gen vet test-unit test-chart test-envtest test-istio test-e2e ## Run every test suite (what CI runs).
 
 .PHONY: test-unit
 test-unit: ## Unit tests of the pure parts (routing builder), with a short fuzz run.
@@ -62,10 +63,19 @@ test-envtest: ## Controller tests against a real kube-apiserver + etcd built by 
 	KUBEBUILDER_ASSETS=$(CONTROLPLANE) go test ./internal/controller/... -coverprofile cover.out
 
 .PHONY: test-istio
-test-istio: ## Judge the builder's objects by Istio's own code (module test/; first build ~5 min).
+test-istio: ## Judge the builder's objects by Istio's own code, and test the Argo CD health check (module test/; first build ~5 min).
 	@echo "test/istio: building Istio's validation code (first time: about 5 minutes on 2 cores)..."
-	cd test && go vet ./... && go test ./istio/...
+	cd test && go vet ./... && go test ./istio/... ./argocd/...
 	cd test && go test ./istio/ -run '^$$' -fuzz FuzzBuilderOutputIsValid -fuzztime 20s -fuzzminimizetime 200x
+
+HELM := $(BIN)/controlplane/$(CONTROLPLANE_VERSION)/helm
+
+.PHONY: test-chart
+test-chart: ## helm lint and helm template of the chart, with helm built from the Go module proxy.
+	hack/build-controlplane.sh helm
+	$(HELM) lint charts/switchyard --strict
+	$(HELM) template sy charts/switchyard --kube-version v1.37.2 --namespace switchyard-system > /dev/null
+	$(HELM) template sy charts/switchyard --kube-version v1.37.2 --namespace switchyard-system --set replicaCount=2 --set metrics.serviceMonitor.enabled=true | grep -q -- '--leader-elect'
 
 .PHONY: test-e2e
 test-e2e: ## End-to-end suite: the manager binary on a local cluster with the real controllers and kwok.

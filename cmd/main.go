@@ -20,6 +20,7 @@ import (
 
 	"github.com/switchyard-dev/switchyard/api/v1alpha1"
 	"github.com/switchyard-dev/switchyard/internal/controller"
+	"github.com/switchyard-dev/switchyard/internal/metrics"
 	"github.com/switchyard-dev/switchyard/internal/routing"
 )
 
@@ -102,6 +103,7 @@ func run() error {
 	if err := setup(context.Background(), mgr, f); err != nil {
 		return err
 	}
+	metrics.Register(mgr.GetCache())
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/switchyard-dev/switchyard/api/v1alpha1"
+	"github.com/switchyard-dev/switchyard/internal/metrics"
 	"github.com/switchyard-dev/switchyard/internal/routing"
 )
 
@@ -72,6 +73,15 @@ func (r *AppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl
 		return ctrl.Result{}, nil
 	}
 	s.decision = routing.Decide(routingInputs(s), r.Routing)
+	start := time.Now()
+	defer func() {
+		result := "success"
+		if retErr != nil {
+			result = "error"
+		}
+		metrics.Rebuilds.WithLabelValues(result).Inc()
+		metrics.RebuildDuration.Observe(time.Since(start).Seconds())
+	}()
 	defer func() {
 		// Statuses say what was written; a failed write leaves them as they were
 		// (still true of the objects) and the rebuild is retried.

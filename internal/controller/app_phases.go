@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/switchyard-dev/switchyard/api/v1alpha1"
+	"github.com/switchyard-dev/switchyard/internal/metrics"
 	"github.com/switchyard-dev/switchyard/internal/routing"
 )
 
@@ -123,6 +124,7 @@ func (r *AppReconciler) reconcileService(ctx context.Context, s *appScope) (ctrl
 	if err := r.Apply(ctx, ac, client.FieldOwner(appFieldManager), client.ForceOwnership); err != nil {
 		return ctrl.Result{}, fmt.Errorf("apply Service %s: %w", s.key, err)
 	}
+	metrics.Writes.WithLabelValues("Service", "apply").Inc()
 	return ctrl.Result{}, nil
 }
 
@@ -204,6 +206,7 @@ func (r *AppReconciler) applyDestinationRule(ctx context.Context, s *appScope, s
 	if err := r.applyIstio(ctx, ac, obj); err != nil {
 		return fmt.Errorf("apply DestinationRule %s: %w", s.key, err)
 	}
+	metrics.Writes.WithLabelValues("DestinationRule", "apply").Inc()
 	s.dr = obj
 	r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "SubsetsUpdated", "Apply", "Subsets: %s", subsetNames(spec))
 	return nil
@@ -218,6 +221,7 @@ func (r *AppReconciler) applyVirtualService(ctx context.Context, s *appScope, sp
 		if err := r.Delete(ctx, s.vs, client.Preconditions{UID: &s.vs.UID}); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("delete VirtualService %s: %w", s.key, err)
 		}
+		metrics.Writes.WithLabelValues("VirtualService", "delete").Inc()
 		log.Info("Deleted VirtualService: no release can be routed", "virtualService", klog.KObj(s.vs))
 		s.vs = nil
 		return nil
@@ -233,6 +237,7 @@ func (r *AppReconciler) applyVirtualService(ctx context.Context, s *appScope, sp
 	if err := r.applyIstio(ctx, ac, obj); err != nil {
 		return fmt.Errorf("apply VirtualService %s: %w", s.key, err)
 	}
+	metrics.Writes.WithLabelValues("VirtualService", "apply").Inc()
 	log.Info("Applied VirtualService", "virtualService", klog.KObj(obj), "routes", len(spec.Http), "took", time.Since(start))
 	s.vs = obj
 	r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "RoutesUpdated", "Apply", "Routes: %s", routeSummary(spec))

@@ -31,7 +31,10 @@ var (
 	k8s      client.Client
 	manager  string
 	operator *testenv.Operator
-	scheme   = runtime.NewScheme()
+	// operatorKubeconfig authenticates as the Helm chart's ServiceAccount.
+	operatorKubeconfig string
+	metricsURL         string
+	scheme             = runtime.NewScheme()
 )
 
 func TestE2E(t *testing.T) {
@@ -52,6 +55,10 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	manager, err = testenv.BuildManager(ctx)
 	Expect(err).NotTo(HaveOccurred())
+
+	By("installing the Helm chart, and running the operator as the chart's ServiceAccount")
+	helmInstall()
+	operatorKubeconfig = serviceAccountKubeconfig(chartNamespace, chartServiceAccount)
 	startOperator()
 
 	SetDefaultEventuallyTimeout(60 * time.Second)
@@ -73,11 +80,18 @@ var _ = AfterSuite(func() {
 	cancel()
 })
 
-// startOperator runs the manager binary with extra flags.
+// startOperator runs the manager binary, as the chart's ServiceAccount, with
+// its metrics on a free port and extra flags.
 func startOperator(args ...string) {
-	var err error
-	operator, err = testenv.StartOperator(manager, cluster.Kubeconfig, filepath.Join(cluster.Dir, "logs", "switchyard.log"), args...)
+	operator, metricsURL = runOperator("switchyard.log", args...)
+}
+
+func runOperator(logName string, args ...string) (*testenv.Operator, string) {
+	port := freePort()
+	args = append([]string{"--metrics-bind-address=127.0.0.1:" + port}, args...)
+	op, err := testenv.StartOperator(manager, operatorKubeconfig, filepath.Join(cluster.Dir, "logs", logName), args...)
 	Expect(err).NotTo(HaveOccurred())
+	return op, "http://127.0.0.1:" + port + "/metrics"
 }
 
 // restartOperator stops the running manager gracefully and starts it with other flags.

@@ -1,0 +1,202 @@
+package e2e
+
+import (
+	"bytes"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	networking "istio.io/api/networking/v1alpha3"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/switchyard-dev/switchyard/internal/testenv"
+)
+
+const (
+	chartNamespace      = "switchyard-system"
+	chartServiceAccount = "sy-switchyard"
+)
+
+// helmInstall installs the chart as an operations team would. The chart's own
+// pods run on the simulated node (kwok runs no containers); the suite runs the
+// operator binary under the chart's ServiceAccount instead.
+func helmInstall() {
+	helm := filepath.Join(testenv.ControlPlaneDir(), "helm")
+	cmd := exec.CommandContext(ctx, helm, "install", "sy", filepath.Join(testenv.Root(), "charts", "switchyard"),
+		"--namespace", chartNamespace, "--create-namespace", "--kubeconfig", cluster.Kubeconfig,
+		"--set", "leaderElection.enabled=true", "--wait", "--timeout", "2m")
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+filepath.Join(cluster.Dir, "helm"),
+		"HELM_CONFIG_HOME="+filepath.Join(cluster.Dir, "helm"), "HELM_DATA_HOME="+filepath.Join(cluster.Dir, "helm"))
+	out, err := cmd.CombinedOutput()
+	Expect(err).NotTo(HaveOccurred(), "helm install: %s", out)
+}
+
+// serviceAccountKubeconfig writes a kubeconfig that authenticates with a token
+// of the ServiceAccount, as the operator's pod would.
+func serviceAccountKubeconfig(ns, name string) string {
+	cs := kubernetes.NewForConfigOrDie(cluster.Config)
+	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(24 * 3600))}}, metav1.CreateOptions{})
+	Expect(err).NotTo(HaveOccurred())
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["local"] = &clientcmdapi.Cluster{Server: cluster.Config.Host, CertificateAuthorityData: cluster.Config.CAData}
+	cfg.AuthInfos["sa"] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
+	cfg.Contexts["sa"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: "sa"}
+	cfg.CurrentContext = "sa"
+	path := filepath.Join(cluster.Dir, "operator-sa.kubeconfig")
+	Expect(clientcmd.WriteToFile(*cfg, path)).To(Succeed())
+	return path
+}
+
+func freePort() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	Expect(err).NotTo(HaveOccurred())
+	defer l.Close()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+var _ = Describe("Operations", func() {
+	It("runs with least privilege: the chart's role allows the workflows and refuses what they do not need", func() {
+		cfg, err := clientcmd.BuildConfigFromFlags("", operatorKubeconfig)
+		Expect(err).NotTo(HaveOccurred())
+		sa, err := client.New(cfg, client.Options{Scheme: scheme})
+		Expect(err).NotTo(HaveOccurred())
+		ns := newNamespace()
+
+		Expect(apierrors.IsForbidden(sa.List(ctx, &corev1.SecretList{}, client.InNamespace(ns)))).To(BeTrue(), "Secrets")
+		Expect(apierrors.IsForbidden(sa.Get(ctx, client.ObjectKey{Name: "kwok-node-0"}, &corev1.Node{}))).To(BeTrue(), "Nodes")
+		vs := &networkingv1.VirtualService{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "other"},
+			Spec: networking.VirtualService{Hosts: []string{"other"}}}
+		Expect(k8s.Create(ctx, vs)).To(Succeed())
+		Expect(apierrors.IsForbidden(sa.Update(ctx, vs))).To(BeTrue(), "update of a VirtualService (it only applies)")
+		Expect(apierrors.IsForbidden(sa.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "x"}}))).To(BeTrue(), "ConfigMaps")
+
+		By("while every workflow in this suite runs under the same identity")
+		Expect(operatorKubeconfig).To(HaveSuffix("operator-sa.kubeconfig"))
+	})
+
+	It("serves its domain metrics", func() {
+		ns := newNamespace()
+		mustApply(ns, "shop-v1", prod("shop:v1"))
+		Eventually(state(ns, "shop-v1")).Should(Equal("Live 100 True/Routed"))
+		Eventually(func(g Gomega) {
+			families := scrape(g, metricsURL)
+			g.Expect(value(families, "switchyard_releases", map[string]string{"namespace": ns, "app": app, "environment": "production", "phase": "Live"})).To(BeEquivalentTo(1))
+			g.Expect(value(families, "switchyard_object_writes_total", map[string]string{"kind": "VirtualService", "operation": "apply"})).To(BeNumerically(">=", 1))
+			g.Expect(value(families, "switchyard_virtualservice_bytes", map[string]string{"namespace": ns, "app": app})).To(BeNumerically(">", 100))
+			g.Expect(value(families, "switchyard_route_rebuilds_total", map[string]string{"result": "success"})).To(BeNumerically(">=", 1))
+			g.Expect(families).To(HaveKey("switchyard_route_rebuild_duration_seconds"))
+			g.Expect(families).To(HaveKey("controller_runtime_reconcile_total"))
+		}).Should(Succeed())
+	})
+})
+
+var _ = Describe("Leader election", Ordered, func() {
+	var a, b *testenv.Operator
+	AfterAll(func() {
+		for _, o := range []*testenv.Operator{a, b} {
+			if o != nil {
+				o.Stop()
+			}
+		}
+		startOperator()
+	})
+
+	It("lets one of two managers write, and the other take over when it stops", func() {
+		operator.Stop()
+		args := []string{"--leader-elect", "--leader-election-namespace=" + chartNamespace}
+		a, _ = runOperator("leader-a.log", args...)
+		time.Sleep(time.Second)
+		b, _ = runOperator("leader-b.log", args...)
+		leader := func(g Gomega) string {
+			l := &coordinationv1.Lease{}
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: chartNamespace, Name: "switchyard.delivery.switchyard.dev"}, l)).To(Succeed())
+			return ptr.Deref(l.Spec.HolderIdentity, "")
+		}
+		Eventually(leader).ShouldNot(BeEmpty())
+		first := leader(Default)
+
+		ns := newNamespace()
+		mustApply(ns, "shop-v1", prod("shop:v1"))
+		Eventually(state(ns, "shop-v1")).Should(Equal("Live 100 True/Routed"))
+		writerA, writerB := wrote(a), wrote(b)
+		Expect(writerA != writerB).To(BeTrue(), "exactly one manager writes (a: %v, b: %v)", writerA, writerB)
+
+		By("stopping the leader: the other takes over")
+		if writerA {
+			a.Stop()
+			a = nil
+		} else {
+			b.Stop()
+			b = nil
+		}
+		Eventually(leader).ShouldNot(Equal(first))
+		mustApply(ns, "shop-v2", prod("shop:v2"))
+		Eventually(state(ns, "shop-v2")).Should(Equal("Live 100 True/Routed"))
+	})
+})
+
+// wrote tells whether a manager's log shows it applied anything.
+func wrote(o *testenv.Operator) bool {
+	b, err := os.ReadFile(o.Log)
+	Expect(err).NotTo(HaveOccurred())
+	return bytes.Contains(b, []byte(`"Applied`))
+}
+
+func scrape(g Gomega, url string) map[string]*dto.MetricFamily {
+	resp, err := http.Get(url)
+	g.Expect(err).NotTo(HaveOccurred())
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	g.Expect(err).NotTo(HaveOccurred())
+	return families
+}
+
+// value is the value of the series of a family whose labels include want.
+func value(families map[string]*dto.MetricFamily, name string, want map[string]string) float64 {
+	f, ok := families[name]
+	if !ok {
+		return -1
+	}
+	for _, m := range f.Metric {
+		labels := map[string]string{}
+		for _, l := range m.Label {
+			labels[l.GetName()] = l.GetValue()
+		}
+		match := true
+		for k, v := range want {
+			match = match && labels[k] == v
+		}
+		if !match {
+			continue
+		}
+		switch {
+		case m.Gauge != nil:
+			return m.Gauge.GetValue()
+		case m.Counter != nil:
+			return m.Counter.GetValue()
+		}
+	}
+	return -1
+}
