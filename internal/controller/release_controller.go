@@ -30,7 +30,7 @@ type ReleaseReconciler struct {
 	Recorder events.EventRecorder
 }
 
-// +kubebuilder:rbac:groups=delivery.switchyard.dev,resources=appreleases,verbs=get;list;watch;update;patch;delete
+// +kubebuilder:rbac:groups=delivery.switchyard.dev,resources=appreleases,verbs=get;list;watch;patch;delete
 // +kubebuilder:rbac:groups=delivery.switchyard.dev,resources=appreleases/status,verbs=patch
 // +kubebuilder:rbac:groups=delivery.switchyard.dev,resources=appreleases/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch;delete
@@ -48,8 +48,11 @@ func (r *ReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		// finalizer; the Deployment goes with the release, by owner reference.
 		return ctrl.Result{}, nil
 	}
+	// A patch of the finalizers alone: the spec belongs to whoever applied it
+	// (a pipeline, a GitOps tool), and an update would write it back as decoded.
+	patch := client.MergeFromWithOptions(release.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	if controllerutil.AddFinalizer(release, Finalizer) {
-		if err := r.Update(ctx, release); err != nil {
+		if err := r.Patch(ctx, release, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("add finalizer to AppRelease %s: %w", req, err)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/switchyard-dev/switchyard/internal/localcluster"
@@ -176,6 +177,8 @@ var _ = Describe("Pruning", Ordered, func() {
 		Eventually(gone(&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shop-v1"}})).Should(BeTrue())
 		Eventually(subsets(ns)).Should(Equal([]string{"shop-v2", "shop-v3"}))
 		Consistently(releaseGone(ns, "shop-v1"), 2*time.Second).Should(BeFalse())
+		Expect(kstatusOf(ns, "shop-v1")(Default)).To(Equal(status.FailedStatus), "waiting tools stop at a superseded release")
+		expectSpecUntouched(ns)
 	})
 })
 
