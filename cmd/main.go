@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -35,6 +36,7 @@ func main() {
 type flags struct {
 	routing              routing.Options
 	pruneSuperseded      bool
+	supersededGrace      time.Duration
 	metricsAddr          string
 	probeAddr            string
 	leaderElect          bool
@@ -48,6 +50,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (*flags, *zap.Options, error) {
 	fs.StringVar(&f.routing.MeshEnvironment, "mesh-environment", "production", "Environment that traffic inside the mesh to an app's Service gets.")
 	fs.IntVar(&f.routing.KeepPrevious, "keep-previous", 1, "Previous stable releases kept per environment as instant rollback targets (Standby).")
 	fs.BoolVar(&f.pruneSuperseded, "prune-superseded", true, "Delete a superseded AppRelease once its routes, subset and Deployment are gone; false when GitOps owns the AppReleases.")
+	fs.DurationVar(&f.supersededGrace, "superseded-grace", 10*time.Minute, "How long a release superseded as an older build is kept before it is pruned, so the pipeline that applied it can read why.")
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
 	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
 	fs.BoolVar(&f.leaderElect, "leader-elect", false, "Elect a leader, so that only one of several replicas writes.")
@@ -117,5 +120,5 @@ func run() error {
 
 // setup registers the indexes and both controllers.
 func setup(ctx context.Context, mgr ctrl.Manager, f *flags) error {
-	return controller.Setup(ctx, mgr, f.routing, controller.Config{PruneSuperseded: f.pruneSuperseded})
+	return controller.Setup(ctx, mgr, f.routing, controller.Config{PruneSuperseded: f.pruneSuperseded, SupersededGrace: f.supersededGrace})
 }

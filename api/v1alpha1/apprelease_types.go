@@ -9,6 +9,7 @@ import (
 // optionally as a feature branch or a canary.
 // +kubebuilder:validation:XValidation:rule="!(has(self.branch) && has(self.canary))",message="canary is not allowed together with branch: a branch release takes all of its branch's traffic"
 // +kubebuilder:validation:XValidation:rule="has(self.branch) == has(oldSelf.branch)",message="branch is immutable: apply a new AppRelease for another branch"
+// +kubebuilder:validation:XValidation:rule="has(self.build) == has(oldSelf.build)",message="build is immutable: apply a new AppRelease for another build"
 type AppReleaseSpec struct {
 	// app groups the releases of one application: they share one Service, one
 	// VirtualService and one DestinationRule named after it. A DNS-1123 label; immutable.
@@ -45,6 +46,17 @@ type AppReleaseSpec struct {
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="branch is immutable: apply a new AppRelease for another branch"
 	Branch string `json:"branch,omitempty"`
+
+	// build orders the releases of one lineage (an environment's stable line,
+	// or one branch of an environment): the CI run or pipeline number, or a
+	// commit timestamp. The higher build wins whatever the order of apply; a
+	// release without one counts as build 0, and equal builds fall back to
+	// creation time, then name. A release older than the live one of its
+	// lineage never takes traffic (reason OlderBuild). Immutable.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="build is immutable: apply a new AppRelease for another build"
+	Build *int64 `json:"build,omitempty"`
 
 	// image is the container image of this build.
 	// +required
@@ -127,6 +139,7 @@ const (
 	ReasonProgressing        = "Progressing"
 	ReasonDeploymentFailed   = "DeploymentFailed"
 	ReasonSuperseded         = "Superseded"
+	ReasonOlderBuild         = "OlderBuild"
 	ReasonRetiring           = "Retiring"
 	ReasonForeignObject      = "ForeignObject"
 	ReasonHostsConflict      = "HostsConflict"
@@ -173,6 +186,7 @@ type AppReleaseStatus struct {
 // +kubebuilder:printcolumn:name="Env",type=string,JSONPath=`.spec.environment`
 // +kubebuilder:printcolumn:name="Branch",type=string,JSONPath=`.spec.branch`
 // +kubebuilder:printcolumn:name="Image",type=string,JSONPath=`.spec.image`
+// +kubebuilder:printcolumn:name="Build",type=integer,JSONPath=`.spec.build`,priority=10
 // +kubebuilder:printcolumn:name="Weight",type=integer,JSONPath=`.status.weight`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`,priority=10

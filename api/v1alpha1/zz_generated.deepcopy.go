@@ -93,6 +93,11 @@ func (in *AppReleaseSpec) DeepCopyInto(out *AppReleaseSpec) {
 		*out = make([]string, len(*in))
 		copy(*out, *in)
 	}
+	if in.Build != nil {
+		in, out := &in.Build, &out.Build
+		*out = new(int64)
+		**out = **in
+	}
 	if in.Replicas != nil {
 		in, out := &in.Replicas, &out.Replicas
 		*out = new(int32)

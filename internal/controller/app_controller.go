@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -35,6 +36,15 @@ type AppReconciler struct {
 	Recorder  events.EventRecorder
 	Routing   routing.Options
 	Config    Config
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+func (r *AppReconciler) now() time.Time {
+	if r.Now == nil {
+		return time.Now()
+	}
+	return r.Now()
 }
 
 // appScope is what one rebuild of an app knows.
@@ -132,6 +142,8 @@ func routingInputs(s *appScope) []routing.Release {
 			Failed:        owned && deploymentFailed(d),
 			Deleting:      !rel.DeletionTimestamp.IsZero(),
 			Superseded:    rel.Status.Phase == v1alpha1.PhaseSuperseded,
+			WasRouted:     rel.Status.Phase == v1alpha1.PhaseLive || rel.Status.Phase == v1alpha1.PhaseStandby,
+			Build:         ptr.Deref(rel.Spec.Build, 0),
 		})
 	}
 	return in

@@ -17,6 +17,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -298,7 +299,11 @@ func (r *AppReconciler) pruneSuperseded(ctx context.Context, s *appScope) (ctrl.
 		}
 		if rel.Status.Phase != v1alpha1.PhaseSuperseded {
 			// Say so in its status first; prune on the next pass.
-			res.RequeueAfter = time.Second
+			res.RequeueAfter = minRequeue(res.RequeueAfter, time.Second)
+			continue
+		}
+		if wait := r.graceLeft(rel); wait > 0 {
+			res.RequeueAfter = minRequeue(res.RequeueAfter, wait)
 			continue
 		}
 		if err := r.Delete(ctx, rel, client.Preconditions{UID: &rel.UID}); client.IgnoreNotFound(err) != nil {
@@ -307,6 +312,23 @@ func (r *AppReconciler) pruneSuperseded(ctx context.Context, s *appScope) (ctrl.
 		ctrl.LoggerFrom(ctx).Info("Pruned superseded release", "release", klog.KObj(rel))
 	}
 	return res, nil
+}
+
+// graceLeft is how long an older build stays before it is pruned, so the
+// pipeline that applied it can read why it never took traffic.
+func (r *AppReconciler) graceLeft(rel *v1alpha1.AppRelease) time.Duration {
+	c := meta.FindStatusCondition(rel.Status.Conditions, v1alpha1.ConditionStalled)
+	if c == nil || c.Reason != v1alpha1.ReasonOlderBuild {
+		return 0
+	}
+	return c.LastTransitionTime.Add(r.Config.SupersededGrace).Sub(r.now())
+}
+
+func minRequeue(cur, d time.Duration) time.Duration {
+	if cur == 0 || d < cur {
+		return d
+	}
+	return cur
 }
 
 // ownerReferences are non-controller references to every live release: the

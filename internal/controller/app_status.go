@@ -29,7 +29,12 @@ func (r *AppReconciler) patchStatuses(ctx context.Context, s *appScope) error {
 			o = foreignOutcome(o, s.key, s.foreign)
 		}
 		want := rel.Status.DeepCopy()
-		setStatus(want, o, rel.Generation)
+		if rel.Status.Phase == v1alpha1.PhaseSuperseded && o.Phase == v1alpha1.PhaseSuperseded {
+			// Final: it keeps the reason it was superseded for.
+			want.ObservedGeneration = rel.Generation
+		} else {
+			setStatus(want, o, rel.Generation)
+		}
 		if equality.Semantic.DeepEqual(want, &rel.Status) {
 			continue
 		}
@@ -43,7 +48,7 @@ func (r *AppReconciler) patchStatuses(ctx context.Context, s *appScope) error {
 		}
 		if before != o.Phase || beforeReason != o.Reason {
 			eventType := "Normal"
-			if o.Stalled && o.Phase != v1alpha1.PhaseSuperseded {
+			if o.Stalled && (o.Phase != v1alpha1.PhaseSuperseded || o.Reason == v1alpha1.ReasonOlderBuild) {
 				eventType = "Warning"
 			}
 			r.Recorder.Eventf(rel, nil, eventType, o.Reason, "Route", "%s (phase %s, weight %d%%)", o.Message, o.Phase, o.Weight)

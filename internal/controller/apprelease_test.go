@@ -3,6 +3,7 @@ package controller_test
 import (
 	"fmt"
 	"sync"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -10,6 +11,7 @@ import (
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -129,6 +131,30 @@ var _ = Describe("AppRelease", func() {
 		Eventually(routesOf(ns)).Should(ContainElement("branch-staging-feature-jp12: shop-jp12-b 100"))
 		Eventually(gone(&v1alpha1.AppRelease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shop-jp12-a"}})).Should(BeTrue())
 		Eventually(subsetsOf(ns)).ShouldNot(ContainElement("shop-jp12-a"))
+	})
+
+	It("never routes a late, older build, says why, and keeps it for the grace period", func() {
+		newRelease(ns, "shop-b7", withBuild(7))
+		makeAvailable(ns, "shop-b7")
+		Eventually(phaseOf(ns, "shop-b7")).Should(Equal("Live 100 True/Routed"))
+		newRelease(ns, "shop-b6", withBuild(6))
+		Eventually(phaseOf(ns, "shop-b6")).Should(Equal("Superseded 0 False/OlderBuild"))
+		r := getRelease(ns, "shop-b6")(Default)
+		Expect(r.Status.Conditions).To(ContainElement(And(HaveField("Type", "Stalled"), HaveField("Status", metav1.ConditionTrue),
+			HaveField("Message", ContainSubstring("shop-b7")))))
+		Expect(routesOf(ns)(Default)).To(ContainElement("env-production: shop-b7 100"))
+		Eventually(func(g Gomega) []string {
+			list := &eventsv1.EventList{}
+			g.Expect(k8s.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+			var reasons []string
+			for _, e := range list.Items {
+				if e.Regarding.Name == "shop-b6" {
+					reasons = append(reasons, e.Type+"/"+e.Reason)
+				}
+			}
+			return reasons
+		}).Should(ContainElement("Warning/OlderBuild"))
+		Consistently(gone(r), 2*time.Second).Should(BeFalse(), "pruned within the grace period")
 	})
 
 	It("leaves a foreign VirtualService named like the app untouched and says why", func() {

@@ -32,6 +32,7 @@ type relOpt func(*v1alpha1.AppRelease)
 func withEnv(env string, hosts ...string) relOpt {
 	return func(r *v1alpha1.AppRelease) { r.Spec.Environment, r.Spec.Hosts = env, hosts }
 }
+func withBuild(n int64) relOpt   { return func(r *v1alpha1.AppRelease) { r.Spec.Build = &n } }
 func withBranch(b string) relOpt { return func(r *v1alpha1.AppRelease) { r.Spec.Branch = b } }
 func withCanary(w int32) relOpt {
 	return func(r *v1alpha1.AppRelease) { r.Spec.Canary = &v1alpha1.Canary{Weight: w} }

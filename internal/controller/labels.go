@@ -7,6 +7,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"time"
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -49,6 +50,9 @@ type Config struct {
 	// PruneSuperseded deletes a superseded AppRelease once its routes, subset and
 	// Deployment are gone; off when a GitOps repository owns the AppReleases.
 	PruneSuperseded bool
+	// SupersededGrace keeps a release superseded as an older build that long
+	// before it is pruned, so the pipeline that applied it can read why.
+	SupersededGrace time.Duration
 }
 
 // SetupIndexes registers the cache indexes the controllers list by.

@@ -76,7 +76,7 @@ var _ = BeforeSuite(func() {
 		Cache:   controller.CacheOptions(),
 	})
 	Expect(err).NotTo(HaveOccurred())
-	Expect(controller.Setup(ctx, mgr, routeOpts, controller.Config{PruneSuperseded: true})).To(Succeed())
+	Expect(controller.Setup(ctx, mgr, routeOpts, controller.Config{PruneSuperseded: true, SupersededGrace: time.Hour})).To(Succeed())
 	cached = mgr.GetClient()
 	go func() {
 		defer GinkgoRecover()

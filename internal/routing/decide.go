@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/switchyard-dev/switchyard/api/v1alpha1"
 )
@@ -91,6 +92,8 @@ func decideEnvironment(rs []Release, opts Options, out map[string]Outcome) []Des
 			// Its weight is set below, once the canaries have taken theirs.
 		case stable == nil || newer(r, *stable):
 			out[r.Name] = notYetAvailable(r)
+		case !r.WasRouted:
+			out[r.Name] = olderBuild(r, *stable)
 		case r.Available && standby < opts.KeepPrevious:
 			standby++
 			out[r.Name] = Outcome{Phase: v1alpha1.PhaseStandby, Ready: true, Reason: v1alpha1.ReasonStandby,
@@ -108,6 +111,8 @@ func decideEnvironment(rs []Release, opts Options, out map[string]Outcome) []Des
 		}
 		asked := *r.Canary
 		switch {
+		case stable != nil && newer(*stable, r) && !r.WasRouted:
+			out[r.Name] = olderBuild(r, *stable)
 		case stable != nil && newer(*stable, r):
 			out[r.Name] = superseded(r, stable.Name)
 		case !r.Available:
@@ -156,7 +161,7 @@ func canaryOutcome(r Release, asked, got int32) Outcome {
 // release and supersedes the branch's older releases once a newer one is routed.
 // rs is newest first; the result is sorted by branch.
 func decideBranches(rs []Release, out map[string]Outcome) []branchHead {
-	heads := map[string]string{}
+	heads := map[string]Release{}
 	var routed []branchHead
 	for _, r := range rs {
 		if r.Branch == "" {
@@ -164,10 +169,12 @@ func decideBranches(rs []Release, out map[string]Outcome) []branchHead {
 		}
 		head, routedHead := heads[r.Branch]
 		switch {
+		case routedHead && !r.WasRouted:
+			out[r.Name] = olderBuild(r, head)
 		case routedHead:
-			out[r.Name] = superseded(r, head)
+			out[r.Name] = superseded(r, head.Name)
 		case r.Available:
-			heads[r.Branch] = r.Name
+			heads[r.Branch] = r
 			out[r.Name] = Outcome{Phase: v1alpha1.PhaseLive, Weight: 100, Ready: true, Reason: v1alpha1.ReasonRouted,
 				Message: fmt.Sprintf("branch %s of environment %s: requests with its header go here", r.Branch, r.Environment)}
 			routed = append(routed, branchHead{Branch: r.Branch,
@@ -277,6 +284,21 @@ func notYetAvailable(r Release) Outcome {
 	}
 }
 
+// olderBuild: a release older than the live one of its lineage that never
+// took traffic (a late build of an earlier commit) never will.
+func olderBuild(r Release, live Release) Outcome {
+	return Outcome{Phase: v1alpha1.PhaseSuperseded, Stalled: true, Reason: v1alpha1.ReasonOlderBuild, SupersededBy: live.Name,
+		Message: fmt.Sprintf("%s is older than %s, the live release of its lineage (%s): it never takes traffic",
+			describeBuild(r), live.Name, describeBuild(live))}
+}
+
+func describeBuild(r Release) string {
+	if r.Build > 0 {
+		return fmt.Sprintf("build %d", r.Build)
+	}
+	return "created " + r.Created.UTC().Format(time.RFC3339)
+}
+
 func superseded(r Release, by string) Outcome {
 	msg := "superseded: it no longer takes traffic"
 	if by != "" {
@@ -291,8 +313,12 @@ func isStableLine(r Release) bool {
 	return r.Canary == nil || *r.Canary >= 100
 }
 
-// newer orders the releases of one lineage: the later created wins, then the greater name.
+// newer orders the releases of one lineage: the higher build wins (a release
+// without one counts as build 0), then the later created, then the greater name.
 func newer(a, b Release) bool {
+	if a.Build != b.Build {
+		return a.Build > b.Build
+	}
 	if !a.Created.Equal(b.Created) {
 		return a.Created.After(b.Created)
 	}

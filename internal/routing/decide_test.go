@@ -7,6 +7,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/switchyard-dev/switchyard/api/v1alpha1"
 	"github.com/switchyard-dev/switchyard/internal/routing"
 	"github.com/switchyard-dev/switchyard/internal/routing/routingtest"
 )
@@ -38,6 +39,8 @@ func failed() func(*routing.Release) {
 func deleting() func(*routing.Release)         { return func(r *routing.Release) { r.Deleting = true } }
 func wasSuperseded() func(*routing.Release)    { return func(r *routing.Release) { r.Superseded = true } }
 func hosts(h ...string) func(*routing.Release) { return func(r *routing.Release) { r.Hosts = h } }
+func routed() func(*routing.Release)           { return func(r *routing.Release) { r.WasRouted = true } }
+func build(n int64) func(*routing.Release)     { return func(r *routing.Release) { r.Build = n } }
 
 // summary is an outcome's phase/weight/ready, as a table reads it.
 func summary(o routing.Outcome) string {
@@ -87,18 +90,18 @@ func TestDecideOutcomes(t *testing.T) {
 		},
 		{
 			name:     "a canary at 100 is promoted: it becomes stable and the previous stable stands by",
-			releases: []routing.Release{release("v1", 0), release("v2", 1, canary(100))},
+			releases: []routing.Release{release("v1", 0, routed()), release("v2", 1, canary(100), routed())},
 			want:     map[string]string{"v1": "Standby 0", "v2": "Live 100"},
 		},
 		{
 			name:     "stables beyond keep-previous are superseded",
-			releases: []routing.Release{release("v1", 0), release("v2", 1), release("v3", 2)},
+			releases: []routing.Release{release("v1", 0, routed()), release("v2", 1, routed()), release("v3", 2)},
 			want:     map[string]string{"v1": "Superseded 0 Superseded", "v2": "Standby 0", "v3": "Live 100"},
 		},
 		{
 			name:     "keep-previous 2 keeps two rollback targets",
 			keep:     2,
-			releases: []routing.Release{release("v1", 0), release("v2", 1), release("v3", 2)},
+			releases: []routing.Release{release("v1", 0, routed()), release("v2", 1, routed()), release("v3", 2)},
 			want:     map[string]string{"v1": "Standby 0", "v2": "Standby 0", "v3": "Live 100"},
 		},
 		{
@@ -113,7 +116,7 @@ func TestDecideOutcomes(t *testing.T) {
 		},
 		{
 			name:     "a canary older than the stable is superseded",
-			releases: []routing.Release{release("v1", 0), release("v2", 1, canary(10)), release("v3", 2)},
+			releases: []routing.Release{release("v1", 0, routed()), release("v2", 1, canary(10), routed()), release("v3", 2)},
 			want:     map[string]string{"v1": "Standby 0", "v2": "Superseded 0 Superseded", "v3": "Live 100"},
 		},
 		{
@@ -128,7 +131,7 @@ func TestDecideOutcomes(t *testing.T) {
 		},
 		{
 			name: "a branch's newest Available release takes its traffic; the older one is superseded",
-			releases: []routing.Release{release("v1", 0), release("jp12-a", 1, branch("feature-jp12")),
+			releases: []routing.Release{release("v1", 0), release("jp12-a", 1, branch("feature-jp12"), routed()),
 				release("jp12-b", 2, branch("feature-jp12"))},
 			want: map[string]string{"v1": "Live 100", "jp12-a": "Superseded 0 Superseded", "jp12-b": "Live 100"},
 		},
@@ -140,13 +143,39 @@ func TestDecideOutcomes(t *testing.T) {
 		},
 		{
 			name:     "the newest routed release's hosts win within an environment",
-			releases: []routing.Release{release("v1", 0, hosts("old.example.com")), release("v2", 1, hosts("new.example.com"))},
+			releases: []routing.Release{release("v1", 0, hosts("old.example.com"), routed()), release("v2", 1, hosts("new.example.com"))},
 			want:     map[string]string{"v1": "Standby 0 HostsConflict", "v2": "Live 100"},
 		},
 		{
 			name:     "a host claimed by two environments stays with the one that held it first",
 			releases: []routing.Release{release("v1", 0), release("s1", 1, env("staging", "shop.example.com"))},
 			want:     map[string]string{"v1": "Live 100", "s1": "Live 100 HostsConflict"},
+		},
+		{
+			name:     "a late, older build never takes traffic, even applied last",
+			releases: []routing.Release{release("v7", 0, build(7), routed()), release("v6", 1, build(6))},
+			want:     map[string]string{"v7": "Live 100", "v6": "Superseded 0 OlderBuild"},
+		},
+		{
+			name:     "a late, older build of a branch never replaces the newer one",
+			releases: []routing.Release{release("b7", 0, branch("feature-jp12"), build(7)), release("b6", 1, branch("feature-jp12"), build(6))},
+			want:     map[string]string{"b7": "Live 100", "b6": "Superseded 0 OlderBuild"},
+		},
+		{
+			name:     "equal builds fall back to creation time",
+			releases: []routing.Release{release("a", 0, build(7), routed()), release("b", 1, build(7))},
+			want:     map[string]string{"a": "Standby 0", "b": "Live 100"},
+		},
+		{
+			name: "a rollback by redeploying an old image is a new, higher build",
+			releases: []routing.Release{release("v1", 0, build(1), routed()), release("v2", 1, build(2), routed()),
+				release("v1-again", 2, build(3))},
+			want: map[string]string{"v1": "Superseded 0 Superseded", "v2": "Standby 0", "v1-again": "Live 100"},
+		},
+		{
+			name:     "a canary older than the stable that never took traffic is an older build",
+			releases: []routing.Release{release("v7", 0, build(7)), release("v6", 1, build(6), canary(10))},
+			want:     map[string]string{"v7": "Live 100", "v6": "Superseded 0 OlderBuild"},
 		},
 		{
 			name:     "an environment with no hosts that is not the mesh's is unreachable",
@@ -171,5 +200,39 @@ func TestDecideOutcomes(t *testing.T) {
 			}
 			routingtest.CheckInvariants(t, tc.releases, d)
 		})
+	}
+}
+
+// TestBuildsInEveryOrder: pipelines apply builds 5, 6 and 7 of one lineage in
+// every order, each routed before the next arrives. Build 7 ends live; a build
+// applied after a higher one is live never takes traffic.
+func TestBuildsInEveryOrder(t *testing.T) {
+	orders := [][]int64{{5, 6, 7}, {5, 7, 6}, {6, 5, 7}, {6, 7, 5}, {7, 5, 6}, {7, 6, 5}}
+	for _, lineage := range []func(*routing.Release){func(*routing.Release) {}, branch("feature-jp12")} {
+		for _, order := range orders {
+			var rs []routing.Release
+			highest := int64(0)
+			for i, b := range order {
+				rs = append(rs, release(fmt.Sprintf("build-%d", b), i, build(b), lineage))
+				d := routing.Decide(rs, opts)
+				for j := range rs {
+					o := d.Outcomes[rs[j].Name]
+					if o.Weight > 0 && rs[j].Build < highest {
+						t.Errorf("order %v: build %d takes traffic after build %d was live", order, rs[j].Build, highest)
+					}
+					rs[j].WasRouted = o.Phase == v1alpha1.PhaseLive || o.Phase == v1alpha1.PhaseStandby
+					rs[j].Superseded = o.Phase == v1alpha1.PhaseSuperseded
+					if o.Phase == v1alpha1.PhaseLive {
+						highest = max(highest, rs[j].Build)
+					}
+				}
+				if b < highest && d.Outcomes[rs[i].Name].Reason != v1alpha1.ReasonOlderBuild {
+					t.Errorf("order %v: build %d applied after build %d is %s, not OlderBuild", order, b, highest, summary(d.Outcomes[rs[i].Name]))
+				}
+			}
+			if got := summary(routing.Decide(rs, opts).Outcomes["build-7"]); got != "Live 100" {
+				t.Errorf("order %v: build 7 is %s", order, got)
+			}
+		}
 	}
 }

@@ -36,7 +36,9 @@ type Release struct {
 	// Name is the AppRelease's name; UID its uid (for owner references).
 	Name string
 	UID  types.UID
-	// Created orders releases of one lineage: newer wins, then the greater name.
+	// Build and Created order the releases of one lineage: the higher build
+	// (spec.build, 0 when absent) wins, then the later created, then the greater name.
+	Build   int64
 	Created time.Time
 	// Environment, Branch, Hosts and Canary are the release's spec.
 	Environment string
@@ -55,6 +57,9 @@ type Release struct {
 	Deleting bool
 	// Superseded: an earlier decision superseded it; that is final.
 	Superseded bool
+	// WasRouted: an earlier decision routed it (Live) or kept it (Standby). A
+	// release older than its lineage's live one may stand by only if it was.
+	WasRouted bool
 }
 
 // Outcome is what the decision made of one release: its status.
