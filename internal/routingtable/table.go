@@ -17,6 +17,7 @@ import (
 
 // Row is one destination of one rule.
 type Row struct {
+	Rule                                          string `json:"rule"`
 	Gateway, Host, Header, Release, Subset, Phase string
 	Weight                                        int32
 }
@@ -44,7 +45,7 @@ func Rows(vs *networking.VirtualService, releases []v1alpha1.AppRelease) []Row {
 			}
 			for _, d := range h.GetRoute() {
 				r := bySubset[d.GetDestination().GetSubset()]
-				rows = append(rows, Row{Gateway: gw, Host: host, Header: strings.Join(hdr, ","),
+				rows = append(rows, Row{Rule: h.GetName(), Gateway: gw, Host: host, Header: strings.Join(hdr, ","),
 					Release: r.Name, Subset: d.GetDestination().GetSubset(), Phase: string(r.Status.Phase), Weight: d.GetWeight()})
 			}
 		}

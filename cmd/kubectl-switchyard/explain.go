@@ -1,0 +1,125 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+	networking "istio.io/api/networking/v1alpha3"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/switchyard-dev/switchyard/internal/routing"
+)
+
+// explainView is which release serves a request, and why.
+type explainView struct {
+	Request string                `json:"request"`
+	Tried   []routing.RuleVerdict `json:"tried"`
+	Rule    string                `json:"rule,omitempty"`
+	Split   []splitView           `json:"split"`
+}
+
+type splitView struct {
+	Subset  string      `json:"subset"`
+	Weight  int32       `json:"weight"`
+	Release releaseView `json:"release"`
+}
+
+func (c *cli) explainCommand() *cobra.Command {
+	var host string
+	var headers []string
+	var mesh bool
+	cmd := &cobra.Command{
+		Use:   "explain APP --host HOST [-H name:value]... [--mesh]",
+		Short: "Which release serves a request, and why: the rule that matched, the ones before it and why they did not",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if host == "" {
+				return fmt.Errorf("--host is required")
+			}
+			req := routing.Request{Mesh: mesh, Host: host, Headers: map[string]string{}}
+			for _, h := range headers {
+				k, v, ok := strings.Cut(h, ":")
+				if !ok {
+					return fmt.Errorf("header %q is not name:value", h)
+				}
+				req.Headers[strings.ToLower(strings.TrimSpace(k))] = strings.TrimSpace(v)
+			}
+			cl, ns, err := c.client()
+			if err != nil {
+				return err
+			}
+			routes, err := loadRoutes(cmd, cl, ns, args[0])
+			if err != nil {
+				return err
+			}
+			vs := &networkingv1.VirtualService{}
+			if err := cl.Get(cmd.Context(), client.ObjectKey{Namespace: ns, Name: args[0]}, vs); err != nil {
+				return fmt.Errorf("the app's VirtualService: %w", err)
+			}
+			v := explain(&vs.Spec, req, routes)
+			return c.print(v, func(w io.Writer) error { return writeExplain(w, v) })
+		},
+	}
+	cmd.Flags().StringVar(&host, "host", "", "The request's host")
+	cmd.Flags().StringArrayVarP(&headers, "header", "H", nil, "A request header, name:value (repeatable)")
+	cmd.Flags().BoolVar(&mesh, "mesh", false, "The request comes from inside the mesh, not through the ingress gateway")
+	return cmd
+}
+
+// explain walks the app's rules with Switchyard's own matching and names the
+// release behind each subset of the split.
+func explain(vs *networking.VirtualService, req routing.Request, routes *routesView) *explainView {
+	gateway := ""
+	for _, g := range vs.GetGateways() {
+		if g != routing.MeshGateway {
+			gateway = g
+		}
+	}
+	via := "through gateway " + gateway
+	if req.Mesh {
+		via = "from inside the mesh"
+	}
+	names := make([]string, 0, len(req.Headers))
+	for k, v := range req.Headers {
+		names = append(names, k+": "+v)
+	}
+	sort.Strings(names)
+	v := &explainView{Request: fmt.Sprintf("http://%s/ %s", req.Host, via)}
+	if len(names) > 0 {
+		v.Request += " with " + strings.Join(names, ", ")
+	}
+	ex := routing.Explain(vs, gateway, req)
+	v.Tried, v.Rule = ex.Tried, ex.Rule
+	bySubset := map[string]releaseView{}
+	for name, r := range routes.Releases {
+		bySubset[routing.SubsetName(name)] = r
+	}
+	for _, d := range ex.Split {
+		v.Split = append(v.Split, splitView{Subset: d.Subset, Weight: d.Weight, Release: bySubset[d.Subset]})
+	}
+	return v
+}
+
+func writeExplain(w io.Writer, v *explainView) error {
+	fmt.Fprintf(w, "Request: %s\n\n", v.Request)
+	for i, t := range v.Tried {
+		verdict := "matches"
+		if !t.Matched {
+			verdict = "does not match: " + t.Why
+		}
+		fmt.Fprintf(w, "  %d. %s %s\n", i+1, t.Rule, verdict)
+	}
+	if v.Rule == "" {
+		fmt.Fprintln(w, "\nNo rule matches: the request is not routed to the app (404 at the gateway).")
+		return nil
+	}
+	fmt.Fprintf(w, "\nServed by rule %s:\n", v.Rule)
+	for _, s := range v.Split {
+		fmt.Fprintf(w, "  %3d%%  %s (subset %s, %s, build %s, age %s)\n", s.Weight, s.Release.Name, s.Subset, s.Release.Phase, build(s.Release.Build), s.Release.Age)
+	}
+	return nil
+}

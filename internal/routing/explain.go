@@ -1,0 +1,153 @@
+package routing
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	networking "istio.io/api/networking/v1alpha3"
+)
+
+// Request is a request as a rule sees it.
+type Request struct {
+	// Mesh: sent by a sidecar inside the mesh to the app's Service; else it
+	// arrives at the ingress gateway.
+	Mesh bool
+	// Host is the Host (authority) header.
+	Host string
+	// Headers are the request's headers, by lower-case name.
+	Headers map[string]string
+}
+
+// RuleVerdict says whether one rule of a VirtualService matched a request and why not.
+type RuleVerdict struct {
+	Rule    string
+	Matched bool
+	// Why it did not match (empty when it did).
+	Why string
+}
+
+// Explanation is which rule of a VirtualService serves a request, and why.
+type Explanation struct {
+	// Tried are the rules in order, up to and including the one that matched.
+	Tried []RuleVerdict
+	// Rule is the matching rule's name; empty when none matched.
+	Rule string
+	// Split is the matching rule's destinations.
+	Split []Destination
+}
+
+// Explain walks a VirtualService's HTTP rules in order, as Envoy does, and
+// tells which one serves the request: the first whose match conditions (any
+// one of them, each with all its fields) hold.
+func Explain(vs *networking.VirtualService, gateway string, req Request) Explanation {
+	var ex Explanation
+	for i, h := range vs.GetHttp() {
+		name := h.GetName()
+		if name == "" {
+			name = fmt.Sprintf("rule %d", i)
+		}
+		why := matchHTTP(h, gateway, req)
+		ex.Tried = append(ex.Tried, RuleVerdict{Rule: name, Matched: why == "", Why: why})
+		if why != "" {
+			continue
+		}
+		ex.Rule = name
+		for _, d := range h.GetRoute() {
+			w := d.GetWeight()
+			if len(h.GetRoute()) == 1 && w == 0 {
+				w = 100
+			}
+			ex.Split = append(ex.Split, Destination{Subset: d.GetDestination().GetSubset(), Weight: w})
+		}
+		return ex
+	}
+	return ex
+}
+
+// matchHTTP is "" when a rule matches, else why it does not.
+func matchHTTP(h *networking.HTTPRoute, gateway string, req Request) string {
+	if len(h.GetMatch()) == 0 {
+		return ""
+	}
+	var whys []string
+	for _, m := range h.GetMatch() {
+		why := matchOne(m, gateway, req)
+		if why == "" {
+			return ""
+		}
+		whys = append(whys, why)
+	}
+	sort.Strings(whys)
+	return strings.Join(uniq(whys), "; ")
+}
+
+func matchOne(m *networking.HTTPMatchRequest, gateway string, req Request) string {
+	if gws := m.GetGateways(); len(gws) > 0 {
+		want := gateway
+		if req.Mesh {
+			want = MeshGateway
+		}
+		found := false
+		for _, g := range gws {
+			found = found || g == want
+		}
+		if !found {
+			return fmt.Sprintf("only for %s", strings.Join(gws, ", "))
+		}
+	}
+	if a := m.GetAuthority(); a != nil && !stringMatches(a, req.Host) {
+		return fmt.Sprintf("host %q is not %s", req.Host, describe(a))
+	}
+	names := make([]string, 0, len(m.GetHeaders()))
+	for k := range m.GetHeaders() {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		v, ok := req.Headers[strings.ToLower(k)]
+		if !ok {
+			return fmt.Sprintf("no header %s", k)
+		}
+		if !stringMatches(m.GetHeaders()[k], v) {
+			return fmt.Sprintf("header %s %q is not %s", k, v, describe(m.GetHeaders()[k]))
+		}
+	}
+	return ""
+}
+
+func stringMatches(sm *networking.StringMatch, v string) bool {
+	switch t := sm.GetMatchType().(type) {
+	case *networking.StringMatch_Exact:
+		return v == t.Exact
+	case *networking.StringMatch_Prefix:
+		return strings.HasPrefix(v, t.Prefix)
+	case *networking.StringMatch_Regex:
+		re, err := regexp.Compile("^(?:" + t.Regex + ")$")
+		return err == nil && re.MatchString(v)
+	}
+	return true
+}
+
+func describe(sm *networking.StringMatch) string {
+	switch t := sm.GetMatchType().(type) {
+	case *networking.StringMatch_Exact:
+		return fmt.Sprintf("%q", t.Exact)
+	case *networking.StringMatch_Prefix:
+		return fmt.Sprintf("prefixed %q", t.Prefix)
+	case *networking.StringMatch_Regex:
+		return fmt.Sprintf("matching /%s/", t.Regex)
+	}
+	return "anything"
+}
+
+func uniq(s []string) []string {
+	out := s[:0]
+	for i, v := range s {
+		if i == 0 || v != s[i-1] {
+			out = append(out, v)
+		}
+	}
+	return out
+}

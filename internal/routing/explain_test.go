@@ -1,0 +1,58 @@
+package routing_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/switchyard-dev/switchyard/internal/routing"
+)
+
+func TestExplain(t *testing.T) {
+	rs := []routing.Release{
+		release("v1", 0), release("v2", 1, canary(10)),
+		release("s1", 2, env("staging", "staging.shop.example.com")),
+		release("jp12", 3, env("staging", "staging.shop.example.com"), branch("feature-jp12")),
+	}
+	d := routing.Decide(rs, opts)
+	vs := routing.MakeVirtualService("shop", "shop", d, opts)
+	cases := []struct {
+		name      string
+		req       routing.Request
+		rule      string
+		split     string
+		firstMiss string
+	}{
+		{"production host", routing.Request{Host: "shop.example.com"}, "env-production", "[{ v1 90} { v2 10}]", `host "shop.example.com" is not "staging.shop.example.com"`},
+		{"staging branch by header", routing.Request{Host: "staging.shop.example.com", Headers: map[string]string{"x-branch": "feature-jp12"}},
+			"branch-staging-feature-jp12", "[{ jp12 100}]", ""},
+		{"a branch header on production's host does not divert", routing.Request{Host: "shop.example.com", Headers: map[string]string{"x-branch": "feature-jp12"}},
+			"env-production", "[{ v1 90} { v2 10}]", `host "shop.example.com" is not "staging.shop.example.com"`},
+		{"an unknown branch falls through to the environment", routing.Request{Host: "staging.shop.example.com", Headers: map[string]string{"x-branch": "nope"}},
+			"env-staging", "[{ s1 100}]", `header x-branch "nope" is not "feature-jp12"`},
+		{"mesh follows the mesh environment", routing.Request{Mesh: true, Host: "shop"}, "mesh-production", "[{ v1 90} { v2 10}]", "only for istio-system/ingressgateway"},
+		{"an unknown host", routing.Request{Host: "other.example.com"}, "", "[]", `host "other.example.com" is not "staging.shop.example.com"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ex := routing.Explain(vs, opts.Gateway, tc.req)
+			if ex.Rule != tc.rule {
+				t.Errorf("rule %q, want %q (%+v)", ex.Rule, tc.rule, ex.Tried)
+			}
+			if got := fmtSplit(ex.Split); got != tc.split {
+				t.Errorf("split %s, want %s", got, tc.split)
+			}
+			if tc.firstMiss != "" && (len(ex.Tried) == 0 || ex.Tried[0].Why != tc.firstMiss) {
+				t.Errorf("first rule: %+v, want why %q", ex.Tried, tc.firstMiss)
+			}
+		})
+	}
+}
+
+func fmtSplit(ds []routing.Destination) string {
+	parts := make([]string, 0, len(ds))
+	for _, d := range ds {
+		parts = append(parts, fmt.Sprintf("{ %s %d}", d.Subset, d.Weight))
+	}
+	return "[" + strings.Join(parts, " ") + "]"
+}

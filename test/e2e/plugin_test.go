@@ -1,0 +1,81 @@
+package e2e
+
+import (
+	"bytes"
+	"errors"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/switchyard-dev/switchyard/internal/testenv"
+)
+
+// plugin runs `kubectl switchyard ARGS` against the cluster; it returns the
+// output and the exit code.
+func plugin(args ...string) (string, int) {
+	bin := filepath.Join(testenv.Root(), "bin", "kubectl-switchyard")
+	cmd := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", cluster.Kubeconfig}, args...)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		return out.String(), ee.ExitCode()
+	case err != nil:
+		Fail("run kubectl-switchyard: " + err.Error())
+	}
+	return out.String(), 0
+}
+
+var _ = Describe("Out-of-order builds and kubectl switchyard", func() {
+	BeforeEach(func() {
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(testenv.Root(), "bin", "kubectl-switchyard"), "./cmd/kubectl-switchyard")
+		cmd.Dir = testenv.Root()
+		out, err := cmd.CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), string(out))
+	})
+
+	It("never lets a late, older build of a branch replace the newer one, and the plugin says so at once", func() {
+		ns := newNamespace()
+		jp12 := func(build int) spec {
+			return staging("shop:jp12").with("branch", "feature-jp12").with("build", build)
+		}
+		mustApply(ns, "shop-staging-1", staging("shop:s1"))
+		By("two pipelines apply builds 7 and 6, in that order")
+		mustApply(ns, "shop-jp12-7", jp12(7))
+		mustApply(ns, "shop-jp12-6", jp12(6))
+		Eventually(state(ns, "shop-jp12-7")).Should(Equal("Live 100 True/Routed"))
+		Eventually(state(ns, "shop-jp12-6")).Should(Equal("Superseded 0 False/OlderBuild"))
+		Consistently(routes(ns), 2*time.Second).Should(ContainElement("branch-staging-feature-jp12: shop-jp12-7 100"))
+
+		By("wait succeeds for build 7 and fails at once for build 6, saying why")
+		out, code := plugin("wait", "shop-jp12-7", "-n", ns, "--timeout", "30s")
+		Expect(code).To(Equal(0), out)
+		Expect(out).To(ContainSubstring("is Ready"))
+		start := time.Now()
+		out, code = plugin("wait", "shop-jp12-6", "-n", ns, "--timeout", "30s")
+		Expect(code).To(Equal(1), out)
+		Expect(out).To(ContainSubstring("OlderBuild"))
+		Expect(out).To(ContainSubstring("shop-jp12-7"))
+		Expect(time.Since(start)).To(BeNumerically("<", 10*time.Second), "wait ran into its timeout instead of failing at once")
+
+		By("routes shows the table, and the refused build with its reason")
+		out, code = plugin("routes", "shop", "-n", ns)
+		Expect(code).To(Equal(0), out)
+		Expect(out).To(MatchRegexp(`staging\.shop\.example\.com\s+x-branch=feature-jp12\s+shop-jp12-7\s+Live\s+100%\s+7`))
+		Expect(out).To(MatchRegexp(`shop-jp12-6\s+Superseded\s+OlderBuild`))
+
+		By("explain names the rule that serves a request and why the earlier ones did not")
+		out, code = plugin("explain", "shop", "-n", ns, "--host", "staging.shop.example.com")
+		Expect(code).To(Equal(0), out)
+		Expect(out).To(ContainSubstring(`branch-staging-feature-jp12 does not match: no header x-branch`))
+		Expect(out).To(ContainSubstring("Served by rule env-staging"))
+		Expect(out).To(MatchRegexp(`100%\s+shop-staging-1`))
+		out, _ = plugin("explain", "shop", "-n", ns, "--host", "staging.shop.example.com", "-H", "x-branch: feature-jp12", "-o", "json")
+		Expect(out).To(ContainSubstring(`"rule": "branch-staging-feature-jp12"`))
+	})
+})
