@@ -42,9 +42,9 @@ func Decide(releases []Release, opts Options) Decision {
 	splits := map[string][]Destination{}
 	branches := map[string][]branchHead{}
 	for _, env := range envs {
-		rs := newestFirst(byEnv[env])
-		splits[env] = decideEnvironment(rs, opts, d.Outcomes)
-		branches[env] = decideBranches(rs, d.Outcomes)
+		byEnv[env] = newestFirst(byEnv[env])
+		splits[env] = decideEnvironment(byEnv[env], opts, d.Outcomes)
+		branches[env] = decideBranches(byEnv[env], d.Outcomes)
 	}
 	hosts := decideHosts(envs, byEnv, d.Outcomes)
 
@@ -64,8 +64,8 @@ func Decide(releases []Release, opts Options) Decision {
 			d.Subsets = append(d.Subsets, Destination{Release: r.Name, Subset: o.Subset})
 		}
 	}
-	sort.Slice(d.Live, func(i, j int) bool { return d.Live[i].Name < d.Live[j].Name })
-	sort.Slice(d.Subsets, func(i, j int) bool { return d.Subsets[i].Subset < d.Subsets[j].Subset })
+	slices.SortFunc(d.Live, func(a, b Release) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(d.Subsets, func(a, b Destination) int { return strings.Compare(a.Subset, b.Subset) })
 	d.Routes = makeRoutes(envs, hosts, splits, branches, opts)
 	markUnreachable(d, byEnv, hosts, opts)
 	return d
@@ -143,7 +143,7 @@ func decideEnvironment(rs []Release, opts Options, out map[string]Outcome) []Des
 			rs[0].Environment, o.Weight)
 		out[split[0].Release] = o
 	}
-	sort.Slice(split, func(i, j int) bool { return split[i].Subset < split[j].Subset })
+	slices.SortFunc(split, func(a, b Destination) int { return strings.Compare(a.Subset, b.Subset) })
 	return split
 }
 
@@ -183,7 +183,7 @@ func decideBranches(rs []Release, out map[string]Outcome) []branchHead {
 			out[r.Name] = notYetAvailable(r)
 		}
 	}
-	sort.Slice(routed, func(i, j int) bool { return routed[i].Branch < routed[j].Branch })
+	slices.SortFunc(routed, func(a, b branchHead) int { return strings.Compare(a.Branch, b.Branch) })
 	return routed
 }
 
@@ -197,11 +197,12 @@ type branchHead struct {
 // release (or newest release while none is routed). A host claimed by two
 // environments stays with the one that has held it longest (its oldest
 // release), so a typo in one pipeline never moves another environment's traffic.
+// byEnv is newest first.
 func decideHosts(envs []string, byEnv map[string][]Release, out map[string]Outcome) map[string][]string {
 	asked := map[string][]string{}
 	source := map[string]string{}
 	for _, env := range envs {
-		rs := newestFirst(byEnv[env])
+		rs := byEnv[env]
 		src := rs[0]
 		for _, r := range rs {
 			if out[r.Name].Phase == v1alpha1.PhaseLive || out[r.Name].Phase == v1alpha1.PhaseStandby {
@@ -221,7 +222,7 @@ func decideHosts(envs []string, byEnv map[string][]Release, out map[string]Outco
 	}
 	// Oldest claimant first: the environment whose oldest live release is oldest.
 	order := slices.Clone(envs)
-	oldest := func(env string) Release { rs := newestFirst(byEnv[env]); return rs[len(rs)-1] }
+	oldest := func(env string) Release { rs := byEnv[env]; return rs[len(rs)-1] }
 	sort.SliceStable(order, func(i, j int) bool { return newer(oldest(order[j]), oldest(order[i])) })
 	owner := map[string]string{}
 	hosts := map[string][]string{}
@@ -326,8 +327,24 @@ func newer(a, b Release) bool {
 }
 
 func newestFirst(rs []Release) []Release {
-	out := slices.Clone(rs)
-	sort.Slice(out, func(i, j int) bool { return newer(out[i], out[j]) })
+	// Sort indices, not the (large) releases themselves.
+	idx := make([]int, len(rs))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int {
+		switch {
+		case newer(rs[a], rs[b]):
+			return -1
+		case newer(rs[b], rs[a]):
+			return 1
+		}
+		return 0
+	})
+	out := make([]Release, len(rs))
+	for i, j := range idx {
+		out[i] = rs[j]
+	}
 	return out
 }
 

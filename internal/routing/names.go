@@ -13,7 +13,7 @@ import (
 // requires of a subset name); otherwise a readable prefix of it and a hash of
 // the whole name, so that it stays unique per release.
 func SubsetName(release string) string {
-	if len(validation.IsDNS1123Label(release)) == 0 {
+	if isDNSLabel(release) {
 		return release
 	}
 	h := fnv.New32a()
@@ -24,6 +24,21 @@ func SubsetName(release string) string {
 	}
 	prefix = strings.TrimRight(prefix, "-")
 	return fmt.Sprintf("%s-%08x", prefix, h.Sum32())
+}
+
+// isDNSLabel is validation.IsDNS1123Label without its regular expression
+// (this runs for every release on every rebuild).
+func isDNSLabel(s string) bool {
+	if len(s) == 0 || len(s) > validation.DNS1123LabelMaxLength || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return false
+		}
+	}
+	return true
 }
 
 // ServiceHost is the fully qualified name of the app's Service inside the mesh.
