@@ -66,9 +66,79 @@ func Decide(releases []Release, opts Options) Decision {
 	}
 	slices.SortFunc(d.Live, func(a, b Release) int { return strings.Compare(a.Name, b.Name) })
 	slices.SortFunc(d.Subsets, func(a, b Destination) int { return strings.Compare(a.Subset, b.Subset) })
+	enforceRouteBudget(byEnv, hosts, splits, branches, opts, d.Outcomes)
 	d.Routes = makeRoutes(envs, hosts, splits, branches, opts)
 	markUnreachable(d, byEnv, hosts, opts)
 	return d
+}
+
+// enforceRouteBudget keeps the VirtualService within opts.MaxRoutes HTTP
+// routes. Environment and mesh splits always stay; branches are admitted
+// oldest head first, so a branch that is served keeps being served and the
+// newest ones wait, each saying so, until others retire.
+func enforceRouteBudget(byEnv map[string][]Release, hosts map[string][]string, splits map[string][]Destination,
+	branches map[string][]branchHead, opts Options, out map[string]Outcome) {
+	if opts.MaxRoutes <= 0 {
+		return
+	}
+	used := 0
+	type candidate struct {
+		env  string
+		head branchHead
+		cost int
+		rel  Release
+	}
+	var cands []candidate
+	created := map[string]Release{}
+	for _, rs := range byEnv {
+		for _, r := range rs {
+			created[r.Name] = r
+		}
+	}
+	for env, split := range splits {
+		if len(split) > 0 {
+			used += boolInt(len(hosts[env]) > 0) + boolInt(env == opts.MeshEnvironment)
+		}
+	}
+	for env, heads := range branches {
+		for _, h := range heads {
+			cost := boolInt(len(hosts[env]) > 0) + boolInt(env == opts.MeshEnvironment)
+			cands = append(cands, candidate{env: env, head: h, cost: cost, rel: created[h.Release]})
+		}
+	}
+	slices.SortFunc(cands, func(a, b candidate) int {
+		switch {
+		case newer(b.rel, a.rel):
+			return -1
+		case newer(a.rel, b.rel):
+			return 1
+		}
+		return 0
+	})
+	refused := map[string]bool{}
+	for _, c := range cands {
+		if used+c.cost <= opts.MaxRoutes {
+			used += c.cost
+			continue
+		}
+		refused[c.head.Release] = true
+		out[c.head.Release] = Outcome{Phase: v1alpha1.PhaseFailed, Stalled: true, Reason: v1alpha1.ReasonRouteBudgetExceeded,
+			Message: fmt.Sprintf("the app's VirtualService is at its budget of %d routes (--max-routes): branch %s waits until other branches retire",
+				opts.MaxRoutes, c.head.Branch)}
+	}
+	if len(refused) == 0 {
+		return
+	}
+	for env, heads := range branches {
+		branches[env] = slices.DeleteFunc(heads, func(h branchHead) bool { return refused[h.Release] })
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // decideEnvironment picks the environment's stable release, its Standby

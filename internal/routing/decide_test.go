@@ -56,6 +56,7 @@ func TestDecideOutcomes(t *testing.T) {
 		name     string
 		releases []routing.Release
 		keep     int
+		max      int
 		want     map[string]string
 	}{
 		{
@@ -178,6 +179,13 @@ func TestDecideOutcomes(t *testing.T) {
 			want:     map[string]string{"v7": "Live 100", "v6": "Superseded 0 OlderBuild"},
 		},
 		{
+			name: "beyond the route budget the newest branch waits, saying why",
+			max:  6, // in the mesh environment a branch costs two routes: gateway and mesh
+			releases: []routing.Release{release("v1", 0), release("a", 1, branch("a")), release("b", 2, branch("b")),
+				release("c", 3, branch("c"))},
+			want: map[string]string{"v1": "Live 100", "a": "Live 100", "b": "Live 100", "c": "Failed 0 RouteBudgetExceeded"},
+		},
+		{
 			name:     "an environment with no hosts that is not the mesh's is unreachable",
 			releases: []routing.Release{release("s1", 1, env("staging"))},
 			want:     map[string]string{"s1": "Live 100 NoHosts"},
@@ -189,6 +197,7 @@ func TestDecideOutcomes(t *testing.T) {
 			if tc.keep != 0 {
 				o.KeepPrevious = tc.keep
 			}
+			o.MaxRoutes = tc.max
 			d := routing.Decide(tc.releases, o)
 			for name, want := range tc.want {
 				if got := summary(d.Outcomes[name]); got != want {

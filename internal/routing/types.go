@@ -29,6 +29,10 @@ type Options struct {
 	// KeepPrevious is how many previous stable releases of an environment are
 	// kept as Standby rollback targets.
 	KeepPrevious int
+	// MaxRoutes caps the HTTP routes of an app's VirtualService (0: no cap).
+	// Every route costs API-server time on each write, istiod memory and
+	// Envoy matching time per request; the newest branches wait beyond it.
+	MaxRoutes int
 }
 
 // Release is what the decision needs to know of one AppRelease.
