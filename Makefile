@@ -82,6 +82,10 @@ test-e2e: ## End-to-end suite: the manager binary on a local cluster with the re
 	hack/build-controlplane.sh
 	cd test && go test ./e2e/ -count=1 -timeout 25m -v -ginkgo.no-color
 
+.PHONY: bench
+bench: ## Benchmarks on the local cluster (never part of make test); writes docs/benchmarks.md (BENCH_ARGS=-quick for a smoke run).
+	go run ./hack/bench $(BENCH_ARGS)
+
 .PHONY: demo
 demo: ## Start a local cluster, run Switchyard, and walk through the CI workflow (DEMO_ARGS=--down to tear down at the end).
 	go run ./hack/demo $(DEMO_ARGS)

@@ -37,6 +37,7 @@ type flags struct {
 	routing              routing.Options
 	pruneSuperseded      bool
 	supersededGrace      time.Duration
+	minWriteInterval     time.Duration
 	metricsAddr          string
 	probeAddr            string
 	leaderElect          bool
@@ -52,6 +53,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (*flags, *zap.Options, error) {
 	fs.IntVar(&f.routing.MaxRoutes, "max-routes", 1000, "Budget of HTTP routes in one app's VirtualService; the newest branches beyond it wait (RouteBudgetExceeded). 0: no budget.")
 	fs.BoolVar(&f.pruneSuperseded, "prune-superseded", true, "Delete a superseded AppRelease once its routes, subset and Deployment are gone; false when GitOps owns the AppReleases.")
 	fs.DurationVar(&f.supersededGrace, "superseded-grace", 10*time.Minute, "How long a release superseded as an older build is kept before it is pruned, so the pipeline that applied it can read why.")
+	fs.DurationVar(&f.minWriteInterval, "min-write-interval", 500*time.Millisecond, "Coalesce bursts: write an app's VirtualService and DestinationRule at most once per interval (the first change after a quiet spell at once).")
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
 	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
 	fs.BoolVar(&f.leaderElect, "leader-elect", false, "Elect a leader, so that only one of several replicas writes.")
@@ -124,5 +126,5 @@ func run() error {
 
 // setup registers the indexes and both controllers.
 func setup(ctx context.Context, mgr ctrl.Manager, f *flags) error {
-	return controller.Setup(ctx, mgr, f.routing, controller.Config{PruneSuperseded: f.pruneSuperseded, SupersededGrace: f.supersededGrace})
+	return controller.Setup(ctx, mgr, f.routing, controller.Config{PruneSuperseded: f.pruneSuperseded, SupersededGrace: f.supersededGrace, MinWriteInterval: f.minWriteInterval})
 }

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -38,6 +39,9 @@ type AppReconciler struct {
 	Config    Config
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+
+	writesMu sync.Mutex
+	buckets  map[client.ObjectKey]*bucket
 }
 
 func (r *AppReconciler) now() time.Time {
@@ -65,6 +69,9 @@ type appScope struct {
 	decision routing.Decision
 	// drained is true once the app's objects no longer reference any retiring release.
 	drained bool
+	// writing: this rebuild has begun writing; throttled: it was held back
+	// to coalesce a burst, and will run again.
+	writing, throttled bool
 }
 
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch
@@ -95,7 +102,7 @@ func (r *AppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl
 	defer func() {
 		// Statuses say what was written; a failed write leaves them as they were
 		// (still true of the objects) and the rebuild is retried.
-		if retErr == nil {
+		if retErr == nil && !s.throttled {
 			retErr = r.patchStatuses(ctx, s)
 		}
 	}()

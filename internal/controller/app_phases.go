@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -122,6 +123,9 @@ func (r *AppReconciler) reconcileService(ctx context.Context, s *appScope) (ctrl
 			WithSelector(selector).
 			WithPorts(corev1ac.ServicePort().WithName(portName).WithPort(routing.ServicePort).
 				WithProtocol(corev1.ProtocolTCP).WithAppProtocol("http").WithTargetPort(intstr.FromString(portName))))
+	if wait := r.throttle(s); wait > 0 {
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
 	if err := r.Apply(ctx, ac, client.FieldOwner(appFieldManager), client.ForceOwnership); err != nil {
 		return ctrl.Result{}, fmt.Errorf("apply Service %s: %w", s.key, err)
 	}
@@ -151,23 +155,87 @@ func (r *AppReconciler) reconcileRouting(ctx context.Context, s *appScope) (ctrl
 	drOurs := !slices.Contains(s.foreign, "DestinationRule")
 	vsOurs := !slices.Contains(s.foreign, "VirtualService")
 
-	if drOurs {
-		if err := r.applyDestinationRule(ctx, s, withRoutedSubsets(desiredDR, s), owners); err != nil {
-			return ctrl.Result{}, err
-		}
-	}
-	if vsOurs {
-		if err := r.applyVirtualService(ctx, s, desiredVS, owners); err != nil {
-			return ctrl.Result{}, err
-		}
-	}
-	if drOurs {
-		if err := r.applyDestinationRule(ctx, s, desiredDR, owners); err != nil {
+	for _, write := range []func() error{
+		func() error {
+			if !drOurs {
+				return nil
+			}
+			return r.applyDestinationRule(ctx, s, withRoutedSubsets(desiredDR, s), owners)
+		},
+		func() error {
+			if !vsOurs {
+				return nil
+			}
+			return r.applyVirtualService(ctx, s, desiredVS, owners)
+		},
+		func() error {
+			if !drOurs {
+				return nil
+			}
+			return r.applyDestinationRule(ctx, s, desiredDR, owners)
+		},
+	} {
+		if err := write(); err != nil {
+			var t throttled
+			if errors.As(err, &t) {
+				return ctrl.Result{RequeueAfter: time.Duration(t)}, nil
+			}
 			return ctrl.Result{}, err
 		}
 	}
 	s.drained = true
 	return ctrl.Result{}, nil
+}
+
+// throttled asks for the rebuild to be retried after a while.
+type throttled time.Duration
+
+func (t throttled) Error() string { return fmt.Sprintf("throttled for %s", time.Duration(t)) }
+
+func errThrottled(d time.Duration) error { return throttled(d) }
+
+// throttle coalesces bursts with a token bucket per app: a rebuild that
+// writes takes a token; the bucket holds writeBurst tokens and refills one per
+// MinWriteInterval. A lone change (or the few writes of one release coming up)
+// goes out at once; in a burst, changes wait for the next token and go out
+// together. Within one rebuild, writes after the first are never held back
+// (make before break needs them in a row). It returns how long to wait, and
+// marks the rebuild as held back.
+func (r *AppReconciler) throttle(s *appScope) time.Duration {
+	interval := r.Config.MinWriteInterval
+	if s.writing || interval <= 0 {
+		s.writing = true
+		return 0
+	}
+	r.writesMu.Lock()
+	defer r.writesMu.Unlock()
+	if r.buckets == nil {
+		r.buckets = map[client.ObjectKey]*bucket{}
+	}
+	now := r.now()
+	b, ok := r.buckets[s.key]
+	if !ok {
+		b = &bucket{tokens: writeBurst, at: now}
+		r.buckets[s.key] = b
+	}
+	b.tokens = min(writeBurst, b.tokens+float64(now.Sub(b.at))/float64(interval))
+	b.at = now
+	if b.tokens < 1 {
+		s.throttled = true
+		return time.Duration((1 - b.tokens) * float64(interval))
+	}
+	b.tokens--
+	s.writing = true
+	return 0
+}
+
+// writeBurst is how many rebuilds of one app may write back to back.
+const writeBurst = 4
+
+// bucket is an app's write allowance.
+type bucket struct {
+	tokens float64
+	at     time.Time
 }
 
 // withRoutedSubsets adds to the desired DestinationRule the current subsets
@@ -200,6 +268,9 @@ func (r *AppReconciler) applyDestinationRule(ctx context.Context, s *appScope, s
 	if s.dr != nil && sameMeta(s.dr, s.key.Name, owners) && proto.Equal(&s.dr.Spec, spec) {
 		return nil
 	}
+	if wait := r.throttle(s); wait > 0 {
+		return errThrottled(wait)
+	}
 	ac := istioac.DestinationRule(s.key.Name, s.key.Namespace)
 	ac.WithLabels(managedLabels(s.key.Name)).WithOwnerReferences(istioOwnerApplyConfigs(owners)...)
 	ac.Spec = spec
@@ -219,6 +290,9 @@ func (r *AppReconciler) applyVirtualService(ctx context.Context, s *appScope, sp
 		if s.vs == nil {
 			return nil
 		}
+		if wait := r.throttle(s); wait > 0 {
+			return errThrottled(wait)
+		}
 		if err := r.Delete(ctx, s.vs, client.Preconditions{UID: &s.vs.UID}); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("delete VirtualService %s: %w", s.key, err)
 		}
@@ -229,6 +303,9 @@ func (r *AppReconciler) applyVirtualService(ctx context.Context, s *appScope, sp
 	}
 	if s.vs != nil && sameMeta(s.vs, s.key.Name, owners) && proto.Equal(&s.vs.Spec, spec) {
 		return nil
+	}
+	if wait := r.throttle(s); wait > 0 {
+		return errThrottled(wait)
 	}
 	ac := istioac.VirtualService(s.key.Name, s.key.Namespace)
 	ac.WithLabels(managedLabels(s.key.Name)).WithOwnerReferences(istioOwnerApplyConfigs(owners)...)
@@ -331,11 +408,16 @@ func minRequeue(cur, d time.Duration) time.Duration {
 	return cur
 }
 
-// ownerReferences are non-controller references to every live release: the
-// shared objects go, through the garbage collector, with the last of them.
+// ownerReferences are non-controller references to every live release that
+// has its Deployment (so a new release changes the owners once, together with
+// its subset): the shared objects go, through the garbage collector, with the
+// last of them.
 func ownerReferences(live []routing.Release) []metav1.OwnerReference {
 	refs := make([]metav1.OwnerReference, 0, len(live))
 	for _, rel := range live {
+		if !rel.HasDeployment {
+			continue
+		}
 		refs = append(refs, metav1.OwnerReference{
 			APIVersion: v1alpha1.GroupVersion.String(), Kind: "AppRelease", Name: rel.Name, UID: rel.UID,
 		})

@@ -53,6 +53,9 @@ type Config struct {
 	// SupersededGrace keeps a release superseded as an older build that long
 	// before it is pruned, so the pipeline that applied it can read why.
 	SupersededGrace time.Duration
+	// MinWriteInterval coalesces bursts: an app's shared objects are written
+	// at most once per interval (the first change after a quiet spell at once).
+	MinWriteInterval time.Duration
 }
 
 // SetupIndexes registers the cache indexes the controllers list by.

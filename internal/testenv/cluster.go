@@ -98,6 +98,9 @@ func (o *Operator) Stop() {
 	}
 }
 
+// Pid is the operator's process id.
+func (o *Operator) Pid() int { return o.cmd.Process.Pid }
+
 // Kill ends the operator at once, as a crash would.
 func (o *Operator) Kill() {
 	_ = o.cmd.Process.Kill()
