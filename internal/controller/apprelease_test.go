@@ -19,6 +19,7 @@ import (
 
 	"github.com/switchyard-dev/switchyard/api/v1alpha1"
 	"github.com/switchyard-dev/switchyard/internal/controller"
+	"github.com/switchyard-dev/switchyard/internal/routing"
 )
 
 var _ = Describe("AppRelease", func() {
@@ -119,7 +120,7 @@ var _ = Describe("AppRelease", func() {
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "shop"}, vs)).To(Succeed())
 		Expect(vs.Spec.Http[0].Match).To(HaveLen(1))
 		Expect(vs.Spec.Http[0].Match[0].Headers).To(HaveKey("x-branch"))
-		Expect(vs.Spec.Http[0].Match[0].Authority.GetExact()).To(Equal("staging.shop.example.com"))
+		Expect(routing.AuthorityHosts(vs.Spec.Http[0].Match[0].Authority)).To(Equal([]string{"staging.shop.example.com"}))
 
 		By("a rebuild of the branch stays off the route until Available")
 		newRelease(ns, "shop-jp12-b", withEnv("staging", "staging.shop.example.com"), withBranch("feature-jp12"))

@@ -131,6 +131,9 @@ func stringMatches(sm *networking.StringMatch, v string) bool {
 }
 
 func describe(sm *networking.StringMatch) string {
+	if hosts := AuthorityHosts(sm); sm.GetRegex() != "" && len(hosts) > 0 {
+		return fmt.Sprintf("%q (any case, any port)", strings.Join(hosts, `" or "`))
+	}
 	switch t := sm.GetMatchType().(type) {
 	case *networking.StringMatch_Exact:
 		return fmt.Sprintf("%q", t.Exact)

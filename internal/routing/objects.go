@@ -1,7 +1,9 @@
 package routing
 
 import (
+	"regexp"
 	"slices"
+	"strings"
 
 	networking "istio.io/api/networking/v1alpha3"
 )
@@ -78,19 +80,19 @@ func MakeVirtualService(namespace, app string, d Decision, opts Options) *networ
 
 func makeHTTPRoute(svc string, r Route, opts Options) *networking.HTTPRoute {
 	route := &networking.HTTPRoute{Name: r.Name}
-	hosts := r.Hosts
 	if r.Gateway == MeshGateway {
-		hosts = []string{""}
-	}
-	for _, h := range hosts {
-		m := &networking.HTTPMatchRequest{Gateways: []string{r.Gateway}}
-		if h != "" {
-			m.Authority = exact(h)
+		// Only requests to the app's Service itself: a sidecar also intercepts
+		// the environments' hosts, which the host rules above serve.
+		route.Match = append(route.Match, withBranch(&networking.HTTPMatchRequest{
+			Gateways: []string{MeshGateway}, Authority: regex(authorityPattern(serviceNames(svc)...)),
+		}, r.Branch, opts))
+	} else {
+		// No gateway binding: a host rule serves its hosts wherever a request
+		// for them arrives, at the ingress gateway or (when the VirtualService
+		// is bound to the mesh) at a sidecar.
+		for _, h := range r.Hosts {
+			route.Match = append(route.Match, withBranch(&networking.HTTPMatchRequest{Authority: regex(authorityPattern(h))}, r.Branch, opts))
 		}
-		if r.Branch != "" {
-			m.Headers = map[string]*networking.StringMatch{opts.BranchHeader: exact(r.Branch)}
-		}
-		route.Match = append(route.Match, m)
 	}
 	for _, d := range r.Destinations {
 		route.Route = append(route.Route, &networking.HTTPRouteDestination{
@@ -99,6 +101,68 @@ func makeHTTPRoute(svc string, r Route, opts Options) *networking.HTTPRoute {
 		})
 	}
 	return route
+}
+
+func withBranch(m *networking.HTTPMatchRequest, branch string, opts Options) *networking.HTTPMatchRequest {
+	if branch != "" {
+		m.Headers = map[string]*networking.StringMatch{opts.BranchHeader: exact(branch)}
+	}
+	return m
+}
+
+// serviceNames are the names a pod in the mesh calls the app's Service by.
+func serviceNames(svc string) []string {
+	parts := strings.Split(svc, ".") // app.namespace.svc.cluster.local
+	names := make([]string, 0, 4)
+	for i := 1; i <= len(parts); i++ {
+		if i == 4 {
+			continue // app.namespace.svc.cluster is no name
+		}
+		names = append(names, strings.Join(parts[:i], "."))
+	}
+	return names
+}
+
+// authorityPattern matches a Host header naming any of the hosts, in any
+// case, with or without a port (Envoy compares the header as sent; its virtual
+// hosts ignore case and port).
+func authorityPattern(hosts ...string) string {
+	quoted := make([]string, len(hosts))
+	for i, h := range hosts {
+		quoted[i] = regexp.QuoteMeta(h)
+	}
+	alt := quoted[0]
+	if len(quoted) > 1 {
+		alt = "(" + strings.Join(quoted, "|") + ")"
+	}
+	return authorityPrefix + alt + authoritySuffix
+}
+
+const (
+	authorityPrefix = "(?i)"
+	authoritySuffix = "(:[0-9]+)?"
+)
+
+// AuthorityHosts reads back the hosts an authority match names.
+func AuthorityHosts(sm *networking.StringMatch) []string {
+	if e := sm.GetExact(); e != "" {
+		return []string{e}
+	}
+	re := sm.GetRegex()
+	if !strings.HasPrefix(re, authorityPrefix) || !strings.HasSuffix(re, authoritySuffix) {
+		return nil
+	}
+	body := strings.TrimSuffix(strings.TrimPrefix(re, authorityPrefix), authoritySuffix)
+	body = strings.TrimSuffix(strings.TrimPrefix(body, "("), ")")
+	var out []string
+	for _, h := range strings.Split(body, "|") {
+		out = append(out, strings.ReplaceAll(h, `\.`, "."))
+	}
+	return out
+}
+
+func regex(s string) *networking.StringMatch {
+	return &networking.StringMatch{MatchType: &networking.StringMatch_Regex{Regex: s}}
 }
 
 func exact(s string) *networking.StringMatch {

@@ -35,8 +35,8 @@ func Rows(vs *networking.VirtualService, releases []v1alpha1.AppRelease) []Row {
 			if len(m.GetGateways()) == 1 && m.GetGateways()[0] == routing.MeshGateway {
 				gw = "mesh"
 			}
-			host := m.GetAuthority().GetExact()
-			if host == "" {
+			host := strings.Join(routing.AuthorityHosts(m.GetAuthority()), ",")
+			if gw == "mesh" || host == "" {
 				host = "(the app's Service)"
 			}
 			var hdr []string

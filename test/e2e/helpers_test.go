@@ -180,6 +180,7 @@ func routes(ns string) func(Gomega) []string {
 		s := takeSnapshot(g, ns)
 		checkSnapshot(g, s)
 		g.Expect(s.vs).NotTo(BeNil(), "no VirtualService")
+		checkServes(g, ns, s)
 		var out []string
 		for _, h := range s.vs.Spec.Http {
 			var ds []string
@@ -234,4 +235,76 @@ func watchSnapshots(ns string, stop <-chan struct{}) <-chan error {
 		}
 	}()
 	return res
+}
+
+// checkServes asks Istio's own config generator, on the snapshot's objects,
+// what each request the releases' statuses promise is served: every
+// environment host its split, every branch on every host of its environment
+// its release, a branch header on another environment's host nothing
+// different, and the mesh the mesh environment's split. Switchyard's own
+// explanation (kubectl switchyard explain) must agree with Istio on each.
+func checkServes(g Gomega, ns string, s snapshot) {
+	list := &v1alpha1.AppReleaseList{}
+	g.Expect(k8s.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+	type envView struct {
+		hosts    []string
+		split    map[string]int32
+		branches map[string]string // branch → subset
+	}
+	envs := map[string]*envView{}
+	for _, r := range list.Items {
+		if r.Status.ObservedGeneration != r.Generation || r.Status.Phase != v1alpha1.PhaseLive || r.Status.Weight == 0 {
+			continue
+		}
+		e := envs[r.Spec.Environment]
+		if e == nil {
+			e = &envView{split: map[string]int32{}, branches: map[string]string{}}
+			envs[r.Spec.Environment] = e
+		}
+		if r.Spec.Branch != "" {
+			e.branches[r.Spec.Branch] = r.Status.Subset
+		} else {
+			e.split[r.Status.Subset] = r.Status.Weight
+			e.hosts = r.Spec.Hosts
+		}
+	}
+	if s.vs == nil || len(envs) == 0 {
+		return
+	}
+	j, err := istio.NewJudge(ns, app, &s.vs.Spec, &s.dr.Spec)
+	g.Expect(err).NotTo(HaveOccurred())
+	ask := func(via istio.Via, host string, headers map[string]string, want map[string]int32) {
+		got, err := j.Serve(via, host, headers)
+		g.Expect(err).NotTo(HaveOccurred(), "%v %s %v", via, host, headers)
+		g.Expect(got).To(Equal(want), "Istio serves %v %s %v", via, host, headers)
+		ex := routing.Explain(&s.vs.Spec, istio.IngressGateway, routing.Request{Mesh: via == istio.Mesh, Host: host, Headers: headers})
+		mine := map[string]int32{}
+		for _, d := range ex.Split {
+			mine[d.Subset] = d.Weight
+		}
+		g.Expect(mine).To(Equal(got), "kubectl switchyard explain and Istio disagree on %v %s %v", via, host, headers)
+	}
+	for name, e := range envs {
+		for _, h := range e.hosts {
+			if len(e.split) > 0 {
+				ask(istio.Gateway, h, nil, e.split)
+			}
+			for b, subset := range e.branches {
+				ask(istio.Gateway, h, map[string]string{"x-branch": b}, map[string]int32{subset: 100})
+			}
+			for other, oe := range envs {
+				for b := range oe.branches {
+					if _, same := e.branches[b]; other != name && !same && len(e.split) > 0 {
+						ask(istio.Gateway, h, map[string]string{"x-branch": b}, e.split)
+					}
+				}
+			}
+		}
+	}
+	if mesh := envs["production"]; mesh != nil && len(mesh.split) > 0 {
+		ask(istio.Mesh, app+"."+ns+".svc.cluster.local", nil, mesh.split)
+		for b, subset := range mesh.branches {
+			ask(istio.Mesh, app, map[string]string{"x-branch": b}, map[string]int32{subset: 100})
+		}
+	}
 }

@@ -69,13 +69,16 @@ var _ = Describe("CI workflows", func() {
 		Eventually(state(ns, "shop-jp12-b")).Should(Equal("Progressing 0 False/Progressing"))
 		Consistently(routes(ns), 3*time.Second).Should(ContainElement("branch-staging-feature-jp12: shop-jp12-a 100"))
 
-		By("a rebuild that comes up takes over, and the older builds are superseded and collected")
+		By("a rebuild that comes up takes over; the older builds are superseded, their Deployments collected")
 		stop := make(chan struct{})
 		watching := watchSnapshots(ns, stop)
 		mustApply(ns, "shop-jp12-c", staging("shop:jp12-c").with("branch", "feature-jp12"))
 		Eventually(routes(ns)).Should(ContainElement("branch-staging-feature-jp12: shop-jp12-c 100"))
+		Eventually(releaseGone(ns, "shop-jp12-a")).Should(BeTrue())
+		// The build that never came up is older than the live one and never took
+		// traffic: it says so, and is kept for --superseded-grace.
+		Eventually(state(ns, "shop-jp12-b")).Should(Equal("Superseded 0 False/OlderBuild"))
 		for _, old := range []string{"shop-jp12-a", "shop-jp12-b"} {
-			Eventually(releaseGone(ns, old)).Should(BeTrue())
 			Eventually(gone(&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: old}})).Should(BeTrue())
 		}
 		Eventually(subsets(ns)).Should(Equal([]string{"shop-jp12-c", "shop-staging-1", "shop-v1"}))

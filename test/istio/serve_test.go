@@ -150,8 +150,9 @@ func TestServeCanaryAndBranch(t *testing.T) {
 }
 
 // TestServeWhatIstioDoes records where Istio's view of the VirtualService
-// differs from a naive reading of it. It asserts what the generated Envoy
-// configuration does (as the judge evaluates it), not what one would wish.
+// differed from a naive reading of it, and what the builder now does about it.
+// It asserts what the generated Envoy configuration does (as the judge
+// evaluates it).
 func TestServeWhatIstioDoes(t *testing.T) {
 	j, _ := judgeOf(t, shopReleases)
 	expect(t, j, map[string]struct {
@@ -159,21 +160,21 @@ func TestServeWhatIstioDoes(t *testing.T) {
 		want served
 	}{
 		// Istio gives the gateway one virtual host for all of the
-		// VirtualService's hosts (port ignored in host matching), and puts each
-		// host in an exact ":authority" header matcher of its routes. Envoy
-		// matches that header against the Host as sent, port included: an
-		// explicit ":80" finds the virtual host but no route — a 404.
-		"a Host with its port via the gateway": {request{Gateway, stagingHost + ":80", nil}, served{"", nil, ErrNoRoute}},
-		// Likewise, virtual hosts match case-insensitively, header matchers not.
-		"a Host in capitals via the gateway": {request{Gateway, "Shop.Example.com", nil}, served{"", nil, ErrNoRoute}},
+		// VirtualService's hosts, matched ignoring case and port; each rule then
+		// matches the ":authority" header as sent. With exact matchers an
+		// explicit ":80", or capitals, found the virtual host but no route (a
+		// 404); the builder's authority patterns take any case and port.
+		"a Host with its port via the gateway": {request{Gateway, stagingHost + ":80", nil}, served{"env-staging", map[string]int32{"shop-s1": 100}, nil}},
+		"a Host in capitals via the gateway":   {request{Gateway, "Shop.Example.com", nil}, served{"env-production", production, nil}},
 		// The Service's host is among the VirtualService's hosts (for the mesh
 		// routes), so the gateway has a virtual host for it, but no route.
 		"the Service's host via the gateway": {request{Gateway, svcHost, nil}, served{"", nil, ErrNoRoute}},
 		// In the mesh, every host of the VirtualService is a virtual host of the
-		// sidecar, and the mesh routes match no authority: a pod calling the
-		// staging host through its sidecar gets production's split, not staging.
-		"the staging host via the mesh": {request{Mesh, stagingHost, nil}, served{"mesh-production", production, nil}},
-		"a staging branch via the mesh": {request{Mesh, stagingHost, branch}, served{"mesh-production", production, nil}},
+		// sidecar. When mesh routes matched no authority, a pod calling the
+		// staging host through its sidecar got production's split; host rules
+		// now serve their hosts in the mesh too, and mesh rules only the Service.
+		"the staging host via the mesh": {request{Mesh, stagingHost, nil}, served{"env-staging", map[string]int32{"shop-s1": 100}, nil}},
+		"a staging branch via the mesh": {request{Mesh, stagingHost, branch}, served{"branch-staging-feature-jp12", map[string]int32{"shop-jp12": 100}, nil}},
 	})
 
 	// With no production release there are no mesh routes, so the
@@ -188,7 +189,7 @@ func TestServeWhatIstioDoes(t *testing.T) {
 		"staging via the gateway":             {request{Gateway, stagingHost, nil}, served{"env-staging", map[string]int32{"shop-s1": 100}, nil}},
 	})
 
-	// A production branch reaches the mesh by its header alone, whatever the host.
+	// A production branch reaches the mesh by its header, on the Service's names.
 	j, _ = judgeOf(t, append([]routing.Release{release("shop-p7", 3, "production", prodHost, "feature-p7", 0)}, shopReleases...))
 	p7 := map[string]string{"x-branch": "feature-p7"}
 	expect(t, j, map[string]struct {
@@ -197,8 +198,8 @@ func TestServeWhatIstioDoes(t *testing.T) {
 	}{
 		"a production branch in the mesh": {request{Mesh, svcHost, p7},
 			served{"mesh-branch-feature-p7", map[string]int32{"shop-p7": 100}, nil}},
-		"a production branch in the mesh, to the staging host": {request{Mesh, stagingHost, p7},
-			served{"mesh-branch-feature-p7", map[string]int32{"shop-p7": 100}, nil}},
+		"a production branch header in the mesh, to the staging host, gets staging": {request{Mesh, stagingHost, p7},
+			served{"env-staging", map[string]int32{"shop-s1": 100}, nil}},
 		"a production branch on the staging host via the gateway": {request{Gateway, stagingHost, p7},
 			served{"env-staging", map[string]int32{"shop-s1": 100}, nil}},
 	})
