@@ -45,12 +45,16 @@ vet: ## go vet.
 verify-gen: manifests generate ## Fail when the generated files differ from git.
 	@test -z "$$(git status --porcelain -- api config charts)" || { git status --short -- api config charts; git diff -- api config charts; echo "generated files are out of date: run 'make manifests generate' and commit"; exit 1; }
 
+.PHONY: verify-fmt
+verify-fmt: ## Fail when a Go file is not gofmt-formatted.
+	@files=$$(gofmt -l cmd api internal hack test); test -z "$$files" || { echo "not gofmt-formatted: $$files"; exit 1; }
+
 .PHONY: controlplane
 controlplane: ## Build etcd and the Kubernetes control plane into bin/ (once; several minutes the first time).
 	hack/build-controlplane.sh
 
 .PHONY: test
-test: verify-gen vet test-unit test-chart test-envtest test-istio test-e2e ## Run every test suite (what CI runs).
+test: verify-gen verify-fmt vet test-unit test-chart test-envtest test-istio test-e2e ## Run every test suite (what CI runs).
 
 .PHONY: test-unit
 test-unit: ## Unit tests of the pure parts (routing builder), with a short fuzz run.

@@ -46,11 +46,13 @@ func rel(name string, minute int, env, host string, o ...func(*routing.Release))
 	return r
 }
 
-func canary(w int32) func(*routing.Release) { return func(r *routing.Release) { r.Canary = &w } }
+func canary(w int32) func(*routing.Release)  { return func(r *routing.Release) { r.Canary = &w } }
 func branch(b string) func(*routing.Release) { return func(r *routing.Release) { r.Branch = b } }
 func fresh() func(*routing.Release)          { return func(r *routing.Release) { r.WasRouted = false } }
-func notReady() func(*routing.Release)       { return func(r *routing.Release) { r.Available, r.WasRouted = false, false } }
-func build(n int64) func(*routing.Release)   { return func(r *routing.Release) { r.Build = n } }
+func notReady() func(*routing.Release) {
+	return func(r *routing.Release) { r.Available, r.WasRouted = false, false }
+}
+func build(n int64) func(*routing.Release) { return func(r *routing.Release) { r.Build = n } }
 
 func hdr(b string) map[string]string { return map[string]string{"x-branch": b} }
 
