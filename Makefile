@@ -100,6 +100,10 @@ demo: ## Start a local cluster, run Switchyard, and walk through the CI workflow
 build: ## Build the manager binary.
 	go build -o bin/manager ./cmd
 
+.PHONY: plugin
+plugin: ## Build the kubectl plugin into bin/kubectl-switchyard.
+	go build -o bin/kubectl-switchyard ./cmd/kubectl-switchyard
+
 .PHONY: run
 run: manifests ## Run the operator against the cluster of the current kubeconfig.
 	go run ./cmd
