@@ -9,6 +9,9 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/switchyard-dev/switchyard/internal/testenv"
 )
@@ -51,6 +54,22 @@ var _ = Describe("Out-of-order builds and kubectl switchyard", func() {
 		Eventually(state(ns, "shop-jp12-7")).Should(Equal("Live 100 True/Routed"))
 		Eventually(state(ns, "shop-jp12-6")).Should(Equal("Superseded 0 False/OlderBuild"))
 		Consistently(routes(ns), 2*time.Second).Should(ContainElement("branch-staging-feature-jp12: shop-jp12-7 100"))
+
+		By("a retried pipeline re-applying build 7 unchanged changes and writes nothing")
+		before := map[string]string{}
+		for _, o := range []client.Object{releaseObj(ns, "shop-jp12-7"), &networkingv1.VirtualService{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: app}}} {
+			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(o), o)).To(Succeed())
+			before[o.GetName()] = o.GetResourceVersion()
+		}
+		mustApply(ns, "shop-jp12-7", jp12(7))
+		Consistently(func(g Gomega) map[string]string {
+			after := map[string]string{}
+			for _, o := range []client.Object{releaseObj(ns, "shop-jp12-7"), &networkingv1.VirtualService{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: app}}} {
+				g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(o), o)).To(Succeed())
+				after[o.GetName()] = o.GetResourceVersion()
+			}
+			return after
+		}, 2*time.Second).Should(Equal(before))
 
 		By("wait succeeds for build 7 and fails at once for build 6, saying why")
 		out, code := plugin("wait", "shop-jp12-7", "-n", ns, "--timeout", "30s")
