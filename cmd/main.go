@@ -38,6 +38,7 @@ type flags struct {
 	pruneSuperseded      bool
 	supersededGrace      time.Duration
 	minWriteInterval     time.Duration
+	drainDelay           time.Duration
 	metricsAddr          string
 	probeAddr            string
 	leaderElect          bool
@@ -54,6 +55,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (*flags, *zap.Options, error) {
 	fs.BoolVar(&f.pruneSuperseded, "prune-superseded", true, "Delete a superseded AppRelease once its routes, subset and Deployment are gone; false when GitOps owns the AppReleases.")
 	fs.DurationVar(&f.supersededGrace, "superseded-grace", 10*time.Minute, "How long a release superseded as an older build is kept before it is pruned, so the pipeline that applied it can read why.")
 	fs.DurationVar(&f.minWriteInterval, "min-write-interval", 500*time.Millisecond, "Coalesce bursts: write an app's VirtualService and DestinationRule at most once per interval (the first change after a quiet spell at once).")
+	fs.DurationVar(&f.drainDelay, "drain-delay", 3*time.Second, "How long a subset (and its pods) stays after the last route to it left the VirtualService, so proxies have the new routes first.")
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
 	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
 	fs.BoolVar(&f.leaderElect, "leader-elect", false, "Elect a leader, so that only one of several replicas writes.")
@@ -126,5 +128,5 @@ func run() error {
 
 // setup registers the indexes and both controllers.
 func setup(ctx context.Context, mgr ctrl.Manager, f *flags) error {
-	return controller.Setup(ctx, mgr, f.routing, controller.Config{PruneSuperseded: f.pruneSuperseded, SupersededGrace: f.supersededGrace, MinWriteInterval: f.minWriteInterval})
+	return controller.Setup(ctx, mgr, f.routing, controller.Config{PruneSuperseded: f.pruneSuperseded, SupersededGrace: f.supersededGrace, MinWriteInterval: f.minWriteInterval, DrainDelay: f.drainDelay})
 }

@@ -137,6 +137,7 @@ const (
 	ReasonRouted              = "Routed"
 	ReasonStandby             = "Standby"
 	ReasonProgressing         = "Progressing"
+	ReasonRollingOut          = "RollingOut"
 	ReasonDeploymentFailed    = "DeploymentFailed"
 	ReasonSuperseded          = "Superseded"
 	ReasonOlderBuild          = "OlderBuild"

@@ -40,8 +40,12 @@ type AppReconciler struct {
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 
+	// writesMu guards what the controller remembers of its own writes: each
+	// app's write allowance, the versions it wrote, and when routes changed.
 	writesMu sync.Mutex
 	buckets  map[client.ObjectKey]*bucket
+	written  map[string]string
+	routedAt map[client.ObjectKey]time.Time
 }
 
 func (r *AppReconciler) now() time.Time {
@@ -67,8 +71,6 @@ type appScope struct {
 	foreign []string
 	// decision is the routing the releases call for.
 	decision routing.Decision
-	// drained is true once the app's objects no longer reference any retiring release.
-	drained bool
 	// writing: this rebuild has begun writing; throttled: it was held back
 	// to coalesce a burst, and will run again.
 	writing, throttled bool
@@ -136,6 +138,7 @@ func routingInputs(s *appScope) []routing.Release {
 	for _, rel := range s.releases {
 		d := s.deployments[rel.Name]
 		owned := d != nil && metav1.IsControlledBy(d, rel)
+		wasRouted := rel.Status.Phase == v1alpha1.PhaseLive || rel.Status.Phase == v1alpha1.PhaseStandby
 		in = append(in, routing.Release{
 			Name:          rel.Name,
 			UID:           rel.UID,
@@ -145,11 +148,11 @@ func routingInputs(s *appScope) []routing.Release {
 			Hosts:         rel.Spec.Hosts,
 			Canary:        canaryWeight(rel),
 			HasDeployment: owned,
-			Available:     owned && deploymentAvailable(d),
+			Available:     owned && (deploymentAvailable(d) || wasRouted && d.Status.AvailableReplicas > 0),
 			Failed:        owned && deploymentFailed(d),
 			Deleting:      !rel.DeletionTimestamp.IsZero(),
 			Superseded:    rel.Status.Phase == v1alpha1.PhaseSuperseded,
-			WasRouted:     rel.Status.Phase == v1alpha1.PhaseLive || rel.Status.Phase == v1alpha1.PhaseStandby,
+			WasRouted:     wasRouted,
 			Build:         ptr.Deref(rel.Spec.Build, 0),
 		})
 	}

@@ -25,6 +25,7 @@ import (
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -91,7 +92,10 @@ func (r *AppReconciler) loadShared(ctx context.Context, s *appScope) error {
 // object from none.
 func (r *AppReconciler) getShared(ctx context.Context, key client.ObjectKey, obj client.Object) (ours, exists bool, err error) {
 	err = r.Get(ctx, key, obj)
-	if apierrors.IsNotFound(err) {
+	if apierrors.IsNotFound(err) || (err == nil && !r.seen(obj)) {
+		// A miss, or a cached object that is not the one this controller last
+		// wrote (the cache lags its own write, or someone changed it): read
+		// the API server, so no decision rests on a stale copy.
 		err = r.APIReader.Get(ctx, key, obj)
 	}
 	switch {
@@ -107,10 +111,10 @@ func (r *AppReconciler) getShared(ctx context.Context, key client.ObjectKey, obj
 // reconcileService applies the app's Service, which forwards port 80 to the
 // named container port of every release's pods.
 func (r *AppReconciler) reconcileService(ctx context.Context, s *appScope) (ctrl.Result, error) {
-	if len(s.decision.Live) == 0 || slices.Contains(s.foreign, "Service") {
+	owners := ownerReferences(s.decision.Live)
+	if len(owners) == 0 || slices.Contains(s.foreign, "Service") {
 		return ctrl.Result{}, nil
 	}
-	owners := ownerReferences(s.decision.Live)
 	selector := map[string]string{PodLabelApp: s.key.Name, LabelManagedBy: ManagedByValue}
 	if cur := s.service; cur != nil && sameMeta(cur, s.key.Name, owners) &&
 		maps.Equal(cur.Spec.Selector, selector) && len(cur.Spec.Ports) == 1 && servicePortIsOurs(cur.Spec.Ports[0]) {
@@ -130,6 +134,7 @@ func (r *AppReconciler) reconcileService(ctx context.Context, s *appScope) (ctrl
 		return ctrl.Result{}, fmt.Errorf("apply Service %s: %w", s.key, err)
 	}
 	metrics.Writes.WithLabelValues("Service", "apply").Inc()
+	r.remember(&corev1.Service{}, s.key, ptr.Deref(ac.ResourceVersion, ""))
 	return ctrl.Result{}, nil
 }
 
@@ -143,34 +148,24 @@ func servicePortIsOurs(p corev1.ServicePort) bool {
 // current routes still name), then the VirtualService, then the
 // DestinationRule without the subsets no route names any more.
 func (r *AppReconciler) reconcileRouting(ctx context.Context, s *appScope) (ctrl.Result, error) {
-	if len(s.decision.Live) == 0 {
-		// Only retiring releases are left: the app's objects go with the last
-		// of them, through the garbage collector.
-		s.drained = true
+	owners := ownerReferences(s.decision.Live)
+	if len(owners) == 0 || len(s.foreign) > 0 {
+		// Nothing to own the objects yet (or only retiring releases left: the
+		// objects go with the last of them, through the garbage collector); or
+		// a foreign object holds one of the app's names, and routing through
+		// half of the objects would send requests to undefined subsets.
 		return ctrl.Result{}, nil
 	}
-	owners := ownerReferences(s.decision.Live)
 	desiredDR := routing.MakeDestinationRule(s.key.Namespace, s.key.Name, s.decision)
 	desiredVS := routing.MakeVirtualService(s.key.Namespace, s.key.Name, s.decision, r.Routing)
-	drOurs := !slices.Contains(s.foreign, "DestinationRule")
-	vsOurs := !slices.Contains(s.foreign, "VirtualService")
-
 	for _, write := range []func() error{
+		func() error { return r.applyDestinationRule(ctx, s, withRoutedSubsets(desiredDR, s), owners) },
+		func() error { return r.applyVirtualService(ctx, s, desiredVS, owners) },
 		func() error {
-			if !drOurs {
-				return nil
-			}
-			return r.applyDestinationRule(ctx, s, withRoutedSubsets(desiredDR, s), owners)
-		},
-		func() error {
-			if !vsOurs {
-				return nil
-			}
-			return r.applyVirtualService(ctx, s, desiredVS, owners)
-		},
-		func() error {
-			if !drOurs {
-				return nil
+			if wait := r.drainLeft(s.key); wait > 0 && len(desiredDR.Subsets) < len(s.dr.Spec.GetSubsets()) {
+				// Routes left the VirtualService moments ago; proxies may not
+				// have them yet. Subsets (and with them the pods) go later.
+				return errThrottled(wait)
 			}
 			return r.applyDestinationRule(ctx, s, desiredDR, owners)
 		},
@@ -183,8 +178,42 @@ func (r *AppReconciler) reconcileRouting(ctx context.Context, s *appScope) (ctrl
 			return ctrl.Result{}, err
 		}
 	}
-	s.drained = true
 	return ctrl.Result{}, nil
+}
+
+// remember records the resourceVersion this controller wrote an object at
+// ("" once deleted); seen tells whether a cached copy is that version.
+func (r *AppReconciler) remember(obj client.Object, key client.ObjectKey, rv string) {
+	r.writesMu.Lock()
+	defer r.writesMu.Unlock()
+	if r.written == nil {
+		r.written = map[string]string{}
+	}
+	r.written[fmt.Sprintf("%T/%s", obj, key)] = rv
+}
+
+func (r *AppReconciler) seen(obj client.Object) bool {
+	r.writesMu.Lock()
+	defer r.writesMu.Unlock()
+	rv, ok := r.written[fmt.Sprintf("%T/%s", obj, client.ObjectKeyFromObject(obj))]
+	return !ok || rv == obj.GetResourceVersion()
+}
+
+// markRouted notes when an app's routes last changed; drainLeft is how long
+// its subsets must still stay defined for proxies to catch up.
+func (r *AppReconciler) markRouted(key client.ObjectKey) {
+	r.writesMu.Lock()
+	defer r.writesMu.Unlock()
+	if r.routedAt == nil {
+		r.routedAt = map[client.ObjectKey]time.Time{}
+	}
+	r.routedAt[key] = r.now()
+}
+
+func (r *AppReconciler) drainLeft(key client.ObjectKey) time.Duration {
+	r.writesMu.Lock()
+	defer r.writesMu.Unlock()
+	return r.routedAt[key].Add(r.Config.DrainDelay).Sub(r.now())
 }
 
 // throttled asks for the rebuild to be retried after a while.
@@ -238,6 +267,25 @@ type bucket struct {
 	at     time.Time
 }
 
+// referencedSubsets are the subsets the app's own VirtualService routes to or
+// its own DestinationRule defines, as last read or written.
+func referencedSubsets(s *appScope) map[string]bool {
+	out := map[string]bool{}
+	if s.vs != nil {
+		for _, h := range s.vs.Spec.GetHttp() {
+			for _, d := range h.GetRoute() {
+				out[d.GetDestination().GetSubset()] = true
+			}
+		}
+	}
+	if s.dr != nil {
+		for _, ss := range s.dr.Spec.GetSubsets() {
+			out[ss.GetName()] = true
+		}
+	}
+	return out
+}
+
 // withRoutedSubsets adds to the desired DestinationRule the current subsets
 // that the current VirtualService still routes to.
 func withRoutedSubsets(desired *networking.DestinationRule, s *appScope) *networking.DestinationRule {
@@ -279,6 +327,7 @@ func (r *AppReconciler) applyDestinationRule(ctx context.Context, s *appScope, s
 		return fmt.Errorf("apply DestinationRule %s: %w", s.key, err)
 	}
 	metrics.Writes.WithLabelValues("DestinationRule", "apply").Inc()
+	r.remember(obj, s.key, obj.ResourceVersion)
 	s.dr = obj
 	r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "SubsetsUpdated", "Apply", "Subsets: %s", subsetNames(spec))
 	return nil
@@ -297,6 +346,8 @@ func (r *AppReconciler) applyVirtualService(ctx context.Context, s *appScope, sp
 			return fmt.Errorf("delete VirtualService %s: %w", s.key, err)
 		}
 		metrics.Writes.WithLabelValues("VirtualService", "delete").Inc()
+		r.remember(s.vs, s.key, "")
+		r.markRouted(s.key)
 		log.Info("Deleted VirtualService: no release can be routed", "virtualService", klog.KObj(s.vs))
 		s.vs = nil
 		return nil
@@ -316,6 +367,8 @@ func (r *AppReconciler) applyVirtualService(ctx context.Context, s *appScope, sp
 		return fmt.Errorf("apply VirtualService %s: %w", s.key, err)
 	}
 	metrics.Writes.WithLabelValues("VirtualService", "apply").Inc()
+	r.remember(obj, s.key, obj.ResourceVersion)
+	r.markRouted(s.key)
 	log.Info("Applied VirtualService", "virtualService", klog.KObj(obj), "routes", len(spec.Http), "took", time.Since(start))
 	s.vs = obj
 	r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "RoutesUpdated", "Apply", "Routes: %s", routeSummary(spec))
@@ -340,14 +393,20 @@ func (r *AppReconciler) applyIstio(ctx context.Context, ac any, obj client.Objec
 }
 
 // releaseDrained drops the finalizer of every retiring release once the app's
-// objects no longer reference it; its Deployment then goes by owner reference.
+// objects, as last read or written, no longer reference it (or no live release
+// is left, and the objects go with the last one); its Deployment then goes by
+// owner reference.
 func (r *AppReconciler) releaseDrained(ctx context.Context, s *appScope) (ctrl.Result, error) {
-	if !s.drained {
-		return ctrl.Result{}, nil
-	}
+	live := len(s.decision.Live) > 0
+	referenced := referencedSubsets(s)
 	for _, name := range sortedNames(s.releases) {
 		rel := s.releases[name]
 		if rel.DeletionTimestamp.IsZero() || !controllerutil.ContainsFinalizer(rel, Finalizer) {
+			continue
+		}
+		if live && referenced[routing.SubsetName(rel.Name)] {
+			// Its route or subset is still in the app's objects (a write
+			// failed or was held back): not yet.
 			continue
 		}
 		patch := client.MergeFromWithOptions(rel.DeepCopy(), client.MergeFromWithOptimisticLock{})

@@ -28,6 +28,12 @@ func (r *AppReconciler) patchStatuses(ctx context.Context, s *appScope) error {
 		if len(s.foreign) > 0 && o.Phase != v1alpha1.PhaseRetiring && o.Phase != v1alpha1.PhaseSuperseded {
 			o = foreignOutcome(o, s.key, s.foreign)
 		}
+		if d := s.deployments[name]; o.Ready && (o.Phase == v1alpha1.PhaseLive || o.Phase == v1alpha1.PhaseStandby) &&
+			(d == nil || !rolledOut(d, rel)) {
+			// Routed, but its pods do not all run its current spec yet.
+			o.Ready, o.Reason = false, v1alpha1.ReasonRollingOut
+			o.Message = "its Deployment is rolling out the current spec; " + o.Message
+		}
 		want := rel.Status.DeepCopy()
 		if rel.Status.Phase == v1alpha1.PhaseSuperseded && o.Phase == v1alpha1.PhaseSuperseded {
 			// Final: it keeps the reason it was superseded for.

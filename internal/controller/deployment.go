@@ -103,7 +103,10 @@ func specHash(d *appsv1.Deployment) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// deploymentAvailable: the Deployment reports Available for its current spec and has a pod up.
+// deploymentAvailable: the Deployment reports Available for its current spec
+// and has a pod up. It admits a release to routing; once routed, a release
+// stays routable while any of its pods is up (a Deployment reports itself
+// unavailable as soon as one pod too many is down, and during every rollout).
 func deploymentAvailable(d *appsv1.Deployment) bool {
 	if d.Status.ObservedGeneration < d.Generation || d.Status.AvailableReplicas < 1 {
 		return false
@@ -125,4 +128,12 @@ func deploymentCondition(d *appsv1.Deployment, t appsv1.DeploymentConditionType)
 		}
 	}
 	return nil
+}
+
+// rolledOut: the Deployment runs the release's current spec on all its
+// replicas, so Ready can say the release is as asked.
+func rolledOut(d *appsv1.Deployment, r *v1alpha1.AppRelease) bool {
+	want := MakeDeployment(r).Annotations[annotationSpecHash]
+	return d.Annotations[annotationSpecHash] == want && d.Status.ObservedGeneration >= d.Generation &&
+		d.Status.UpdatedReplicas == ptr.Deref(d.Spec.Replicas, 1) && d.Status.Replicas == d.Status.UpdatedReplicas
 }

@@ -56,6 +56,11 @@ type Config struct {
 	// MinWriteInterval coalesces bursts: an app's shared objects are written
 	// at most once per interval (the first change after a quiet spell at once).
 	MinWriteInterval time.Duration
+	// DrainDelay keeps a subset defined (and its pods running) that long after
+	// the last route to it left the VirtualService, so every proxy has the new
+	// routes before the subset goes (Istio: "Avoid 503 errors while
+	// reconfiguring service routes").
+	DrainDelay time.Duration
 }
 
 // SetupIndexes registers the cache indexes the controllers list by.

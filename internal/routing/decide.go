@@ -164,7 +164,9 @@ func decideEnvironment(rs []Release, opts Options, out map[string]Outcome) []Des
 			out[r.Name] = notYetAvailable(r)
 		case !r.WasRouted:
 			out[r.Name] = olderBuild(r, *stable)
-		case r.Available && standby < opts.KeepPrevious:
+		case standby < opts.KeepPrevious:
+			// A rollback target that was routed stays one while its pods are
+			// briefly down; it is routable again once they are back.
 			standby++
 			out[r.Name] = Outcome{Phase: v1alpha1.PhaseStandby, Ready: true, Reason: v1alpha1.ReasonStandby,
 				Message: fmt.Sprintf("kept as a rollback target for environment %s, behind %s", r.Environment, stable.Name)}
@@ -272,20 +274,14 @@ func decideHosts(envs []string, byEnv map[string][]Release, out map[string]Outco
 	asked := map[string][]string{}
 	source := map[string]string{}
 	for _, env := range envs {
-		rs := byEnv[env]
-		src := rs[0]
-		for _, r := range rs {
-			if out[r.Name].Phase == v1alpha1.PhaseLive || out[r.Name].Phase == v1alpha1.PhaseStandby {
-				src = r
-				break
-			}
-		}
+		src := hostSource(byEnv[env], out)
 		asked[env] = normalizeHosts(src.Hosts)
 		source[env] = src.Name
-		for _, r := range rs {
-			if o := out[r.Name]; o.Phase != v1alpha1.PhaseSuperseded && !slices.Equal(normalizeHosts(r.Hosts), asked[env]) {
+		for _, r := range byEnv[env] {
+			// A release without hosts takes its environment's.
+			if o := out[r.Name]; o.Phase != v1alpha1.PhaseSuperseded && len(r.Hosts) > 0 && !slices.Equal(normalizeHosts(r.Hosts), asked[env]) {
 				out[r.Name] = conflict(o, v1alpha1.ReasonHostsConflict, fmt.Sprintf(
-					"environment %s is served at [%s], as its newest routed release %s asks; this release asks for [%s]",
+					"environment %s is served at [%s], as its newest routed stable release %s asks; this release asks for [%s]",
 					env, strings.Join(asked[env], ", "), src.Name, strings.Join(normalizeHosts(r.Hosts), ", ")))
 			}
 		}
@@ -293,7 +289,14 @@ func decideHosts(envs []string, byEnv map[string][]Release, out map[string]Outco
 	// Oldest claimant first: the environment whose oldest live release is oldest.
 	order := slices.Clone(envs)
 	oldest := func(env string) Release { rs := byEnv[env]; return rs[len(rs)-1] }
-	sort.SliceStable(order, func(i, j int) bool { return newer(oldest(order[j]), oldest(order[i])) })
+	// By creation alone: build numbers compare only within one lineage.
+	sort.SliceStable(order, func(i, j int) bool {
+		a, b := oldest(order[i]), oldest(order[j])
+		if !a.Created.Equal(b.Created) {
+			return a.Created.Before(b.Created)
+		}
+		return a.Name < b.Name
+	})
 	owner := map[string]string{}
 	hosts := map[string][]string{}
 	for _, env := range order {
@@ -312,6 +315,29 @@ func decideHosts(envs []string, byEnv map[string][]Release, out map[string]Outco
 		}
 	}
 	return hosts
+}
+
+// hostSource is the release whose hosts are its environment's: the newest
+// routed release of the stable line (a branch or canary build does not move
+// an environment), else the newest routed release, else the newest; releases
+// without hosts are passed over while one has some. rs is newest first.
+func hostSource(rs []Release, out map[string]Outcome) Release {
+	routed := func(r Release) bool {
+		p := out[r.Name].Phase
+		return p == v1alpha1.PhaseLive || p == v1alpha1.PhaseStandby
+	}
+	for _, pick := range []func(Release) bool{
+		func(r Release) bool { return routed(r) && r.Branch == "" && isStableLine(r) && len(r.Hosts) > 0 },
+		func(r Release) bool { return routed(r) && len(r.Hosts) > 0 },
+		func(r Release) bool { return len(r.Hosts) > 0 },
+	} {
+		for _, r := range rs {
+			if pick(r) {
+				return r
+			}
+		}
+	}
+	return rs[0]
 }
 
 // markUnreachable tells the releases of environments that no request can reach

@@ -186,6 +186,23 @@ func TestDecideOutcomes(t *testing.T) {
 			want: map[string]string{"v1": "Live 100", "a": "Live 100", "b": "Live 100", "c": "Failed 0 RouteBudgetExceeded"},
 		},
 		{
+			name:     "a Standby whose pods are briefly down stays the rollback target",
+			releases: []routing.Release{release("v1", 0, routed(), progressing()), release("v2", 1, routed())},
+			want:     map[string]string{"v1": "Standby 0", "v2": "Live 100"},
+		},
+		{
+			name: "a branch build with other hosts does not move its environment",
+			releases: []routing.Release{release("s1", 0, env("staging", "staging.shop.example.com"), routed()),
+				release("jp12", 1, env("staging", "typo.example.com"), branch("feature-jp12"))},
+			want: map[string]string{"s1": "Live 100", "jp12": "Live 100 HostsConflict"},
+		},
+		{
+			name: "a release without hosts takes its environment's",
+			releases: []routing.Release{release("s1", 0, env("staging", "staging.shop.example.com"), routed()),
+				release("jp12", 1, env("staging"), branch("feature-jp12"))},
+			want: map[string]string{"s1": "Live 100", "jp12": "Live 100"},
+		},
+		{
 			name:     "an environment with no hosts that is not the mesh's is unreachable",
 			releases: []routing.Release{release("s1", 1, env("staging"))},
 			want:     map[string]string{"s1": "Live 100 NoHosts"},
