@@ -57,7 +57,7 @@ func (r *AppReconciler) patchStatuses(ctx context.Context, s *appScope) error {
 			if o.Stalled && (o.Phase != v1alpha1.PhaseSuperseded || o.Reason == v1alpha1.ReasonOlderBuild) {
 				eventType = "Warning"
 			}
-			r.Recorder.Eventf(rel, nil, eventType, o.Reason, "Route", "%s (phase %s, weight %d%%)", o.Message, o.Phase, o.Weight)
+			r.Recorder.Eventf(rel, nil, eventType, o.Reason, "Route", "%s", truncate(fmt.Sprintf("%s (phase %s, weight %d%%)", o.Message, o.Phase, o.Weight)))
 		}
 	}
 	return kerrors.NewAggregate(errs)
@@ -138,7 +138,16 @@ func subsetNames(dr *networking.DestinationRule) string {
 	if len(names) == 0 {
 		return "none"
 	}
-	return strings.Join(names, ", ")
+	return truncate(strings.Join(names, ", "))
+}
+
+// truncate keeps an event's note within what the API server takes (1 KiB).
+func truncate(s string) string {
+	const limit = 900
+	if len(s) <= limit {
+		return s
+	}
+	return s[:limit] + fmt.Sprintf("... (%d bytes more)", len(s)-limit)
 }
 
 // routeSummary is a one-line account of a VirtualService's routes for an event.
@@ -151,9 +160,5 @@ func routeSummary(vs *networking.VirtualService) string {
 		}
 		parts = append(parts, h.Name+" -> "+strings.Join(dests, " + "))
 	}
-	s := strings.Join(parts, "; ")
-	if len(s) > 900 {
-		s = s[:900] + "..."
-	}
-	return s
+	return truncate(strings.Join(parts, "; "))
 }
