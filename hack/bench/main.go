@@ -41,9 +41,9 @@ func run(ctx context.Context, quick bool, out string) error {
 
 	sizes := []int{1, 100, 1000}
 	samples := map[int]int{1: 20, 100: 20, 1000: 10}
-	burst, idle, lost := 200, 1000, 50
+	burst, lost := 200, 50
 	if quick {
-		sizes, samples, burst, idle, lost = []int{1, 20}, map[int]int{1: 5, 20: 5}, 20, 50, 10
+		sizes, samples, burst, lost = []int{1, 20}, map[int]int{1: 5, 20: 5}, 20, 10
 	}
 	steps := []struct {
 		name string
@@ -54,7 +54,7 @@ func run(ctx context.Context, quick bool, out string) error {
 		{"today's way vs Switchyard", func() error { return r.todaysWay(ctx, b, lost) }},
 		{"apply-to-routed", func() error { return r.applyToRouted(ctx, b, sizes, samples) }},
 		{"burst", func() error { return r.burst(ctx, b, burst) }},
-		{"idle resync and memory", func() error { return r.idle(ctx, b, idle) }},
+		{"idle resync and memory", func() error { return r.idle(ctx, b) }},
 	}
 	for i, s := range steps {
 		fmt.Printf("==> [%d/%d] %s\n", i+1, len(steps), s.name)

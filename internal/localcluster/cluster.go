@@ -221,7 +221,7 @@ func (c *Cluster) startKwok(ctx context.Context, _ *pki) error {
 		return fmt.Errorf("create node: %w", err)
 	}
 	capacity := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("64"),
-		corev1.ResourceMemory: resource.MustParse("256Gi"), corev1.ResourcePods: resource.MustParse("2000")}
+		corev1.ResourceMemory: resource.MustParse("256Gi"), corev1.ResourcePods: resource.MustParse("50000")}
 	created.Status.Capacity, created.Status.Allocatable = capacity, capacity
 	if _, err := cs.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
 		return fmt.Errorf("set node capacity: %w", err)
