@@ -22,9 +22,15 @@ import (
 // with an event for every change of phase or refusal.
 func (r *AppReconciler) patchStatuses(ctx context.Context, s *appScope) error {
 	var errs []error
+	referenced := referencedSubsets(s)
 	for _, name := range sortedNames(s.releases) {
 		rel := s.releases[name]
 		o := s.decision.Outcomes[name]
+		if o.Phase == v1alpha1.PhaseSuperseded && rel.Status.Phase != v1alpha1.PhaseSuperseded && referenced[routing.SubsetName(name)] {
+			// Its route or subset has not left the app's objects yet (the
+			// drain delay): Superseded, which lets its Deployment go, waits.
+			continue
+		}
 		if len(s.foreign) > 0 && o.Phase != v1alpha1.PhaseRetiring && o.Phase != v1alpha1.PhaseSuperseded {
 			o = foreignOutcome(o, s.key, s.foreign)
 		}

@@ -87,8 +87,8 @@ func releaseGone(ns, name string) func() bool {
 	return gone(&v1alpha1.AppRelease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}})
 }
 
-// snapshot is one consistent view of an app's routing: the VirtualService
-// did not change while the DestinationRule and Deployments were read.
+// snapshot is one consistent view of an app's routing: neither the
+// VirtualService nor the DestinationRule changed while the Deployments were read.
 type snapshot struct {
 	vs          *networkingv1.VirtualService
 	dr          *networkingv1.DestinationRule
@@ -119,7 +119,11 @@ func takeSnapshot(g Gomega, ns string) snapshot {
 		}
 		vs2 := &networkingv1.VirtualService{}
 		err = k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: app}, vs2)
+		dr2 := &networkingv1.DestinationRule{}
+		drErr := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: app}, dr2)
+		drSame := (s.dr == nil && apierrors.IsNotFound(drErr)) || (s.dr != nil && drErr == nil && s.dr.ResourceVersion == dr2.ResourceVersion)
 		switch {
+		case !drSame:
 		case vs1 == nil && apierrors.IsNotFound(err):
 			return s
 		case vs1 != nil && err == nil && vs1.ResourceVersion == vs2.ResourceVersion:
