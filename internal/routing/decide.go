@@ -248,7 +248,7 @@ func decideBranches(rs []Release, out map[string]Outcome) []branchHead {
 		case r.Available:
 			heads[r.Branch] = r
 			out[r.Name] = Outcome{Phase: v1alpha1.PhaseLive, Weight: 100, Ready: true, Reason: v1alpha1.ReasonRouted,
-				Message: fmt.Sprintf("branch %s of environment %s: requests with its header go here", r.Branch, r.Environment)}
+				Message: "branch " + r.Branch + " of environment " + r.Environment + ": requests with its header go here"}
 			routed = append(routed, branchHead{Branch: r.Branch,
 				Destination: Destination{Release: r.Name, Subset: SubsetName(r.Name), Weight: 100}})
 		default:

@@ -55,17 +55,23 @@ func MakeVirtualService(namespace, app string, d Decision, opts Options) *networ
 	svc := ServiceHost(namespace, app)
 	vs := &networking.VirtualService{}
 	var gateway, mesh bool
+	seen := map[string]bool{}
+	patterns := map[string]*networking.StringMatch{}
 	for _, r := range d.Routes {
-		vs.Hosts = append(vs.Hosts, r.Hosts...)
+		for _, h := range r.Hosts {
+			if !seen[h] {
+				seen[h] = true
+				vs.Hosts = append(vs.Hosts, h)
+			}
+		}
 		if r.Gateway == MeshGateway {
 			mesh = true
 		} else {
 			gateway = true
 		}
-		vs.Http = append(vs.Http, makeHTTPRoute(svc, r, opts))
+		vs.Http = append(vs.Http, makeHTTPRoute(svc, r, opts, patterns))
 	}
 	slices.Sort(vs.Hosts)
-	vs.Hosts = slices.Compact(vs.Hosts)
 	if mesh {
 		vs.Hosts = append(vs.Hosts, svc)
 	}
@@ -78,20 +84,33 @@ func MakeVirtualService(namespace, app string, d Decision, opts Options) *networ
 	return vs
 }
 
-func makeHTTPRoute(svc string, r Route, opts Options) *networking.HTTPRoute {
+// pattern is the authority matcher of hosts, made once per build and shared
+// by every rule for them (the objects are built, marshalled and compared,
+// never changed in place).
+func pattern(patterns map[string]*networking.StringMatch, hosts ...string) *networking.StringMatch {
+	key := strings.Join(hosts, " ")
+	p, ok := patterns[key]
+	if !ok {
+		p = regex(authorityPattern(hosts...))
+		patterns[key] = p
+	}
+	return p
+}
+
+func makeHTTPRoute(svc string, r Route, opts Options, patterns map[string]*networking.StringMatch) *networking.HTTPRoute {
 	route := &networking.HTTPRoute{Name: r.Name}
 	if r.Gateway == MeshGateway {
 		// Only requests to the app's Service itself: a sidecar also intercepts
 		// the environments' hosts, which the host rules above serve.
 		route.Match = append(route.Match, withBranch(&networking.HTTPMatchRequest{
-			Gateways: []string{MeshGateway}, Authority: regex(authorityPattern(serviceNames(svc)...)),
+			Gateways: []string{MeshGateway}, Authority: pattern(patterns, serviceNames(svc)...),
 		}, r.Branch, opts))
 	} else {
 		// No gateway binding: a host rule serves its hosts wherever a request
 		// for them arrives, at the ingress gateway or (when the VirtualService
 		// is bound to the mesh) at a sidecar.
 		for _, h := range r.Hosts {
-			route.Match = append(route.Match, withBranch(&networking.HTTPMatchRequest{Authority: regex(authorityPattern(h))}, r.Branch, opts))
+			route.Match = append(route.Match, withBranch(&networking.HTTPMatchRequest{Authority: pattern(patterns, h)}, r.Branch, opts))
 		}
 	}
 	for _, d := range r.Destinations {
