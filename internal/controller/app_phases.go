@@ -225,16 +225,14 @@ func errThrottled(d time.Duration) error { return throttled(d) }
 
 // throttle coalesces bursts with a token bucket per app: a rebuild that
 // writes takes a token; the bucket holds writeBurst tokens and refills one per
-// interval. A lone change (or the few writes of one release coming up) goes
-// out at once. In a burst, changes wait for the next token and go out
-// together, and while the burst lasts the interval doubles, up to
-// maxWriteInterval, so a long burst costs few writes; a full bucket resets it
-// to MinWriteInterval. Within one rebuild, writes after the first are never
-// held back (make before break needs them in a row). It returns how long to
-// wait, and marks the rebuild as held back.
+// MinWriteInterval. A lone change (or the few writes of one release coming up)
+// goes out at once; in a burst, changes wait for the next token and go out
+// together. Within one rebuild, writes after the first are never held back
+// (make before break needs them in a row). It returns how long to wait, and
+// marks the rebuild as held back.
 func (r *AppReconciler) throttle(s *appScope) time.Duration {
-	base := r.Config.MinWriteInterval
-	if s.writing || base <= 0 {
+	interval := r.Config.MinWriteInterval
+	if s.writing || interval <= 0 {
 		s.writing = true
 		return 0
 	}
@@ -246,37 +244,27 @@ func (r *AppReconciler) throttle(s *appScope) time.Duration {
 	now := r.now()
 	b, ok := r.buckets[s.key]
 	if !ok {
-		b = &bucket{tokens: writeBurst, at: now, interval: base}
+		b = &bucket{tokens: writeBurst, at: now}
 		r.buckets[s.key] = b
 	}
-	b.tokens = min(writeBurst, b.tokens+float64(now.Sub(b.at))/float64(b.interval))
+	b.tokens = min(writeBurst, b.tokens+float64(now.Sub(b.at))/float64(interval))
 	b.at = now
-	if b.tokens >= writeBurst {
-		b.interval = base
-	}
 	if b.tokens < 1 {
-		if !s.throttled {
-			b.interval = min(2*b.interval, max(base, maxWriteInterval))
-		}
 		s.throttled = true
-		return time.Duration((1 - b.tokens) * float64(b.interval))
+		return time.Duration((1 - b.tokens) * float64(interval))
 	}
 	b.tokens--
 	s.writing = true
 	return 0
 }
 
-// maxWriteInterval bounds how far a long burst stretches the write interval.
-const maxWriteInterval = 2 * time.Second
-
 // writeBurst is how many rebuilds of one app may write back to back.
 const writeBurst = 4
 
 // bucket is an app's write allowance.
 type bucket struct {
-	tokens   float64
-	at       time.Time
-	interval time.Duration
+	tokens float64
+	at     time.Time
 }
 
 // referencedSubsets are the subsets the app's own VirtualService routes to or
