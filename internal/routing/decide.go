@@ -384,7 +384,7 @@ func notYetAvailable(r Release) Outcome {
 // olderBuild: a release older than the live one of its lineage that never
 // took traffic (a late build of an earlier commit) never will.
 func olderBuild(r Release, live Release) Outcome {
-	return Outcome{Phase: v1alpha1.PhaseSuperseded, Stalled: true, Reason: v1alpha1.ReasonOlderBuild, SupersededBy: live.Name,
+	return Outcome{Phase: v1alpha1.PhaseSuperseded, Stalled: true, Reason: v1alpha1.ReasonOlderBuild,
 		Message: fmt.Sprintf("%s is older than %s, the live release of its lineage (%s): it never takes traffic",
 			describeBuild(r), live.Name, describeBuild(live))}
 }
@@ -401,7 +401,7 @@ func superseded(r Release, by string) Outcome {
 	if by != "" {
 		msg = fmt.Sprintf("superseded by %s: it no longer takes traffic", by)
 	}
-	return Outcome{Phase: v1alpha1.PhaseSuperseded, Stalled: true, Reason: v1alpha1.ReasonSuperseded, Message: msg, SupersededBy: by}
+	return Outcome{Phase: v1alpha1.PhaseSuperseded, Stalled: true, Reason: v1alpha1.ReasonSuperseded, Message: msg}
 }
 
 // isStableLine: a release with no canary, or canary weight 100, is a candidate

@@ -78,8 +78,6 @@ type Outcome struct {
 	// Reason (CamelCase) and Message explain Ready.
 	Reason  string
 	Message string
-	// SupersededBy names the release that superseded it, when Phase is Superseded.
-	SupersededBy string
 }
 
 // Reconciling is True while the release is still on its way to its final phase.
