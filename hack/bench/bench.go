@@ -42,14 +42,20 @@ type bench struct {
 	op         *testenv.Operator
 	metricsURL string
 	nsCount    int
+	// operatorArgs are extra flags for the operator (-operator-args).
+	operatorArgs []string
 }
 
-func newBench(ctx context.Context) (*bench, error) {
+func newBench(ctx context.Context, operatorArgs []string) (*bench, error) {
 	cluster, err := testenv.StartCluster(ctx, os.Stdout)
 	if err != nil {
 		return nil, err
 	}
-	b := &bench{cluster: cluster}
+	b := &bench{cluster: cluster, operatorArgs: operatorArgs}
+	if err := os.MkdirAll(filepath.Dir(b.operatorLog()), 0o755); err != nil {
+		return nil, err
+	}
+	_ = os.Remove(b.operatorLog())
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(networkingv1.AddToScheme(scheme))
@@ -73,13 +79,19 @@ func (b *bench) startOperator() error {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	b.metricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
-	b.op, err = testenv.StartOperator(b.bin, b.cluster.Kubeconfig, filepath.Join(b.cluster.Dir, "logs", "switchyard.log"),
-		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", port), "--zap-log-level=error", "--max-routes=5000")
+	args := append([]string{fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", port), "--zap-log-level=error", "--max-routes=5000"}, b.operatorArgs...)
+	b.op, err = testenv.StartOperator(b.bin, b.cluster.Kubeconfig, b.operatorLog(), args...)
 	if err != nil {
 		return err
 	}
 	return wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true,
 		func(context.Context) (bool, error) { _, err := b.scrape(); return err == nil, nil })
+}
+
+// operatorLog is where the operator writes its log: bin/bench/switchyard.log,
+// kept after the run.
+func (b *bench) operatorLog() string {
+	return filepath.Join(testenv.Root(), "bin", "bench", "switchyard.log")
 }
 
 func (b *bench) close() {
@@ -134,13 +146,16 @@ func (b *bench) applyAll(ctx context.Context, ns, app string, names []string) er
 // became Available and when each subset first appeared in a route.
 type observer struct {
 	mu        sync.Mutex
+	created   map[string]time.Time
 	available map[string]time.Time
+	subset    map[string]time.Time
 	routed    map[string]time.Time
 	stop      func()
 }
 
 func (b *bench) observe(ctx context.Context, ns, app string) (*observer, error) {
-	o := &observer{available: map[string]time.Time{}, routed: map[string]time.Time{}}
+	o := &observer{created: map[string]time.Time{}, available: map[string]time.Time{},
+		subset: map[string]time.Time{}, routed: map[string]time.Time{}}
 	ctx, cancel := context.WithCancel(ctx)
 	o.stop = cancel
 	dw, err := b.c.Watch(ctx, &appsv1.DeploymentList{}, client.InNamespace(ns))
@@ -153,8 +168,16 @@ func (b *bench) observe(ctx context.Context, ns, app string) (*observer, error) 
 		cancel()
 		return nil, err
 	}
+	dr, err := b.c.Watch(ctx, &networkingv1.DestinationRuleList{}, client.InNamespace(ns))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
 	go o.loop(dw, func(obj runtime.Object, now time.Time) {
 		d := obj.(*appsv1.Deployment)
+		if _, ok := o.created[d.Name]; !ok {
+			o.created[d.Name] = now
+		}
 		for _, c := range d.Status.Conditions {
 			if c.Type == appsv1.DeploymentAvailable && c.Status == corev1.ConditionTrue && d.Status.AvailableReplicas > 0 {
 				if _, ok := o.available[d.Name]; !ok {
@@ -173,6 +196,17 @@ func (b *bench) observe(ctx context.Context, ns, app string) (*observer, error) 
 				if _, ok := o.routed[d.Destination.Subset]; !ok {
 					o.routed[d.Destination.Subset] = now
 				}
+			}
+		}
+	})
+	go o.loop(dr, func(obj runtime.Object, now time.Time) {
+		d := obj.(*networkingv1.DestinationRule)
+		if d.Name != app {
+			return
+		}
+		for _, ss := range d.Spec.Subsets {
+			if _, ok := o.subset[ss.Name]; !ok {
+				o.subset[ss.Name] = now
 			}
 		}
 	})
@@ -208,6 +242,23 @@ func (o *observer) waitRouted(ctx context.Context, names []string, timeout time.
 		return true, nil
 	})
 	return out, err
+}
+
+// trace is when the release's Deployment, subset, availability and route were
+// first seen, relative to start (for -v).
+func (o *observer) trace(name string, start time.Time) string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	at := func(m map[string]time.Time, k string) string {
+		t, ok := m[k]
+		if !ok {
+			return "-"
+		}
+		return t.Sub(start).Round(time.Millisecond).String()
+	}
+	sub := routing.SubsetName(name)
+	return fmt.Sprintf("deployment %s, subset %s, available %s, routed %s",
+		at(o.created, name), at(o.subset, sub), at(o.available, name), at(o.routed, sub))
 }
 
 func (o *observer) availableAt(name string) (time.Time, bool) {

@@ -28,7 +28,9 @@ import (
 type report struct {
 	started time.Time
 	quick   bool
-	rows    []string
+	// partial: only some steps ran (-only); verbose prints sample traces.
+	partial, verbose bool
+	rows             []string
 	// largest is the namespace of apply-to-routed's largest app, and its size.
 	largest  string
 	largestN int
@@ -312,6 +314,9 @@ func (r *report) applyToRouted(ctx context.Context, b *bench, sizes []int, sampl
 				return err
 			}
 			f1, _ := b.scrape()
+			if r.verbose {
+				fmt.Printf("    %s: %s\n", name, obs.trace(name, start))
+			}
 			total = append(total, at[name].Sub(start))
 			if avail, ok := obs.availableAt(name); ok {
 				afterAvailable = append(afterAvailable, at[name].Sub(avail))
@@ -458,6 +463,9 @@ func (r *report) render(b *bench) string {
 	sb.WriteString("Shared machines are noisy: each figure with a reference is a ratio measured side by side in the same run.\n")
 	if r.quick {
 		sb.WriteString("\n**Quick run (`-quick`): smaller sizes and fewer samples than the targets name.**\n")
+	}
+	if r.partial {
+		sb.WriteString("\n**Partial run (`-only`): some figures were not measured.**\n")
 	}
 	sb.WriteString("\n| # | figure | value | target | verdict |\n|---|---|---|---|---|\n")
 	for _, row := range r.rows {

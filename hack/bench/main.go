@@ -14,26 +14,37 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 )
 
 func main() {
-	quick := flag.Bool("quick", false, "smaller sizes and fewer samples (a smoke run)")
-	out := flag.String("out", "docs/benchmarks.md", "where to write the report")
+	var o options
+	flag.BoolVar(&o.quick, "quick", false, "smaller sizes and fewer samples (a smoke run)")
+	flag.StringVar(&o.out, "out", "docs/benchmarks.md", "where to write the report")
+	flag.StringVar(&o.only, "only", "", "run only these steps (comma-separated names, as printed: builder, sizes, todays-way, apply-to-routed, burst, idle)")
+	flag.StringVar(&o.sizes, "sizes", "", "apply-to-routed's app sizes, as size:samples,... (default 1:20,100:20,1000:10)")
+	flag.BoolVar(&o.verbose, "v", false, "print each apply-to-routed sample's trace")
+	flag.StringVar(&o.operatorArgs, "operator-args", "", "extra flags for the operator (space-separated)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *quick, *out); err != nil {
+	if err := run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, quick bool, out string) error {
-	r := &report{started: time.Now(), quick: quick}
-	b, err := newBench(ctx)
+type options struct {
+	quick, verbose                 bool
+	out, only, sizes, operatorArgs string
+}
+
+func run(ctx context.Context, o options) error {
+	r := &report{started: time.Now(), quick: o.quick, verbose: o.verbose}
+	b, err := newBench(ctx, strings.Fields(o.operatorArgs))
 	if err != nil {
 		return err
 	}
@@ -42,22 +53,42 @@ func run(ctx context.Context, quick bool, out string) error {
 	sizes := []int{1, 100, 1000}
 	samples := map[int]int{1: 20, 100: 20, 1000: 10}
 	burst, lost := 200, 50
-	if quick {
+	if o.quick {
 		sizes, samples, burst, lost = []int{1, 20}, map[int]int{1: 5, 20: 5}, 20, 10
 	}
+	if o.sizes != "" {
+		sizes, samples = nil, map[int]int{}
+		for _, f := range strings.Split(o.sizes, ",") {
+			var size, n int
+			if _, err := fmt.Sscanf(f, "%d:%d", &size, &n); err != nil {
+				return fmt.Errorf("-sizes %q: want size:samples,...", o.sizes)
+			}
+			sizes, samples[size] = append(sizes, size), n
+		}
+	}
 	steps := []struct {
-		name string
-		do   func() error
+		name, title string
+		do          func() error
 	}{
-		{"pure builder", func() error { return r.builder(ctx) }},
-		{"sizes", func() error { return r.sizes() }},
-		{"today's way vs Switchyard", func() error { return r.todaysWay(ctx, b, lost) }},
-		{"apply-to-routed", func() error { return r.applyToRouted(ctx, b, sizes, samples) }},
-		{"burst", func() error { return r.burst(ctx, b, burst) }},
-		{"idle resync and memory", func() error { return r.idle(ctx, b) }},
+		{"builder", "pure builder", func() error { return r.builder(ctx) }},
+		{"sizes", "sizes", func() error { return r.sizes() }},
+		{"todays-way", "today's way vs Switchyard", func() error { return r.todaysWay(ctx, b, lost) }},
+		{"apply-to-routed", "apply-to-routed", func() error { return r.applyToRouted(ctx, b, sizes, samples) }},
+		{"burst", "burst", func() error { return r.burst(ctx, b, burst) }},
+		{"idle", "idle resync and memory", func() error { return r.idle(ctx, b) }},
+	}
+	if o.only != "" {
+		keep := strings.Split(o.only, ",")
+		steps = slices.DeleteFunc(steps, func(s struct {
+			name, title string
+			do          func() error
+		}) bool {
+			return !slices.Contains(keep, s.name)
+		})
+		r.partial = true
 	}
 	for i, s := range steps {
-		fmt.Printf("==> [%d/%d] %s\n", i+1, len(steps), s.name)
+		fmt.Printf("==> [%d/%d] %s\n", i+1, len(steps), s.title)
 		start := time.Now()
 		if err := s.do(); err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
@@ -66,10 +97,10 @@ func run(ctx context.Context, quick bool, out string) error {
 	}
 	text := r.render(b)
 	fmt.Println(text)
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {
 		return err
 	}
-	return os.WriteFile(out, []byte(text), 0o644)
+	return os.WriteFile(o.out, []byte(text), 0o644)
 }
 
 func machine() string {

@@ -160,7 +160,7 @@ func (r *AppReconciler) reconcileRouting(ctx context.Context, s *appScope) (ctrl
 	desiredVS := routing.MakeVirtualService(s.key.Namespace, s.key.Name, s.decision, r.Routing)
 	for _, write := range []func() error{
 		func() error { return r.applyDestinationRule(ctx, s, withRoutedSubsets(desiredDR, s), owners) },
-		func() error { return r.applyVirtualService(ctx, s, desiredVS, owners) },
+		func() error { return r.applyVirtualService(ctx, s, desiredVS, routedOwners(owners, desiredVS)) },
 		func() error {
 			if wait := r.drainLeft(s.key); wait > 0 && len(desiredDR.Subsets) < len(s.dr.Spec.GetSubsets()) {
 				// Routes left the VirtualService moments ago; proxies may not
@@ -482,6 +482,29 @@ func ownerReferences(live []routing.Release) []metav1.OwnerReference {
 		})
 	}
 	return refs
+}
+
+// routedOwners are the owners the VirtualService routes to: it changes when
+// its routes do, and not when a release's Deployment first appears (that
+// changes the DestinationRule and the Service only), so a release coming up
+// costs one VirtualService write, not two.
+func routedOwners(owners []metav1.OwnerReference, vs *networking.VirtualService) []metav1.OwnerReference {
+	if vs == nil {
+		return nil
+	}
+	routed := map[string]bool{}
+	for _, h := range vs.Http {
+		for _, d := range h.Route {
+			routed[d.GetDestination().GetSubset()] = true
+		}
+	}
+	out := make([]metav1.OwnerReference, 0, len(routed))
+	for _, o := range owners {
+		if routed[routing.SubsetName(o.Name)] {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 func ownerApplyConfigs(refs []metav1.OwnerReference) []*metav1ac.OwnerReferenceApplyConfiguration {

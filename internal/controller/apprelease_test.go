@@ -123,9 +123,17 @@ var _ = Describe("AppRelease", func() {
 		Expect(routing.AuthorityHosts(vs.Spec.Http[0].Match[0].Authority)).To(Equal([]string{"staging.shop.example.com"}))
 
 		By("a rebuild of the branch stays off the route until Available")
+		Eventually(phaseOf(ns, "shop-jp12-a")).Should(Equal("Live 100 True/Routed"))
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "shop"}, vs)).To(Succeed())
 		newRelease(ns, "shop-jp12-b", withEnv("staging", "staging.shop.example.com"), withBranch("feature-jp12"))
 		Eventually(phaseOf(ns, "shop-jp12-b")).Should(Equal("Progressing 0 False/Progressing"))
+		Eventually(subsetsOf(ns)).Should(ContainElement("shop-jp12-b"))
 		Expect(routesOf(ns)(Default)).To(ContainElement("branch-staging-feature-jp12: shop-jp12-a 100"))
+		unchanged := &networkingv1.VirtualService{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "shop"}, unchanged)).To(Succeed())
+		Expect(unchanged.ResourceVersion).To(Equal(vs.ResourceVersion),
+			"its Deployment appearing defines its subset; the VirtualService is written once, when it is routed")
+		Expect(unchanged.OwnerReferences).NotTo(ContainElement(HaveField("Name", "shop-jp12-b")))
 
 		By("then takes over, and the old build is superseded and pruned")
 		makeAvailable(ns, "shop-jp12-b")

@@ -53,7 +53,13 @@ func (r *ReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	// (a pipeline, a GitOps tool), and an update would write it back as decoded.
 	patch := client.MergeFromWithOptions(release.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	if controllerutil.AddFinalizer(release, Finalizer) {
-		if err := r.Patch(ctx, release, patch); err != nil {
+		if err := r.Patch(ctx, release, patch); apierrors.IsConflict(err) {
+			// The release changed since the cache saw it (most often the app
+			// controller's first status): the newer version's update event
+			// brings this reconcile back at once.
+			ctrl.LoggerFrom(ctx).V(1).Info("AppRelease changed while adding the finalizer; waiting for its update")
+			return ctrl.Result{}, nil
+		} else if err != nil {
 			return ctrl.Result{}, fmt.Errorf("add finalizer to AppRelease %s: %w", req, err)
 		}
 	}
