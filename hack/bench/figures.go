@@ -13,6 +13,7 @@ import (
 
 	networking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -295,7 +296,7 @@ func (r *report) applyToRouted(ctx context.Context, b *bench, sizes []int, sampl
 			obs.stop()
 			return fmt.Errorf("set up %d live releases: %w", size, err)
 		}
-		var total, afterAvailable, floors []time.Duration
+		var total, afterAvailable, floors, deployFloors, fullFloors []time.Duration
 		var rebuild time.Duration
 		for i := range samples[size] {
 			// One CI apply at a time, as pipelines do: the write allowance
@@ -328,6 +329,13 @@ func (r *report) applyToRouted(ctx context.Context, b *bench, sizes []int, sampl
 				return err
 			}
 			floors = append(floors, floor)
+			df, err := b.deploymentFloor(ctx, ns, name, obs)
+			if err != nil {
+				obs.stop()
+				return err
+			}
+			deployFloors = append(deployFloors, df)
+			fullFloors = append(fullFloors, df+floor)
 		}
 		obs.stop()
 		t50, t99 := quantiles(total)
@@ -337,6 +345,12 @@ func (r *report) applyToRouted(ctx context.Context, b *bench, sizes []int, sampl
 		r.add("1 apply-to-routed", label+": apply → routed p50/p99 (pods included)", ms(t50)+" / "+ms(t99), "", "")
 		r.add("1 apply-to-routed", label+": floor (apply of a VirtualService + DestinationRule of the app's size) p50/p99",
 			ms(f50)+" / "+ms(f99), "", "")
+		d50, d99 := quantiles(deployFloors)
+		r.add("1 apply-to-routed", label+": a plain Deployment of the same pods, create → Available p50/p99 (the cluster, not Switchyard)",
+			ms(d50)+" / "+ms(d99), "", "")
+		g50, g99 := quantiles(fullFloors)
+		r.add("1 apply-to-routed", label+": apply → routed as a ratio to the whole floor (that Deployment + the VirtualService and DestinationRule apply)",
+			fmt.Sprintf("%s / %s = %.1f× / %.1f×", ms(t50), ms(t99), float64(t50)/float64(g50), float64(t99)/float64(g99)), "", "")
 		r50, r99 := float64(a50)/float64(f50), float64(a99)/float64(f99)
 		r.add("1 apply-to-routed", label+": Deployment Available → routed p50/p99, as a ratio to the floor",
 			fmt.Sprintf("%s / %s = %.1f× / %.1f×", ms(a50), ms(a99), r50, r99), "p50 ≤ 1.5×, p99 ≤ 2.5×", verdict(r50 <= 1.5 && r99 <= 2.5))
@@ -401,6 +415,38 @@ func (b *bench) floor(ctx context.Context, ns string) (time.Duration, error) {
 		}
 	}
 	return time.Since(start), nil
+}
+
+// deploymentFloor creates a plain Deployment (no AppRelease, not selected by
+// the app's Service) with the pods of the release just measured, and times it
+// from create to Available: what the cluster takes before any routing can.
+func (b *bench) deploymentFloor(ctx context.Context, ns, release string, obs *observer) (time.Duration, error) {
+	src := &appsv1.Deployment{}
+	if err := b.c.Get(ctx, client.ObjectKey{Namespace: ns, Name: release}, src); err != nil {
+		return 0, err
+	}
+	name := "floor-" + release
+	labels := map[string]string{"bench-floor": name}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: appsv1.DeploymentSpec{Replicas: src.Spec.Replicas, Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: *src.Spec.Template.DeepCopy()},
+	}
+	d.Spec.Template.Labels = labels
+	start := time.Now()
+	if err := b.c.Create(ctx, d); err != nil {
+		return 0, err
+	}
+	var took time.Duration
+	err := wait.PollUntilContextTimeout(ctx, 2*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		at, ok := obs.availableAt(name)
+		took = at.Sub(start)
+		return ok, nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("plain Deployment %s never became Available: %w", name, err)
+	}
+	return took, b.c.Delete(ctx, d, client.PropagationPolicy(metav1.DeletePropagationBackground))
 }
 
 // burst: n releases applied by n concurrent clients.

@@ -15,6 +15,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -147,6 +148,7 @@ func routingInputs(s *appScope) []routing.Release {
 			Branch:        rel.Spec.Branch,
 			Hosts:         rel.Spec.Hosts,
 			Canary:        canaryWeight(rel),
+			Accepted:      controllerutil.ContainsFinalizer(rel, Finalizer),
 			HasDeployment: owned,
 			Available:     owned && (deploymentAvailable(d) || wasRouted && d.Status.AvailableReplicas > 0),
 			Failed:        owned && deploymentFailed(d),

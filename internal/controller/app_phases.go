@@ -111,7 +111,7 @@ func (r *AppReconciler) getShared(ctx context.Context, key client.ObjectKey, obj
 // reconcileService applies the app's Service, which forwards port 80 to the
 // named container port of every release's pods.
 func (r *AppReconciler) reconcileService(ctx context.Context, s *appScope) (ctrl.Result, error) {
-	owners := ownerReferences(s.decision.Live)
+	owners := ownerReferences(s.decision)
 	if len(owners) == 0 || slices.Contains(s.foreign, "Service") {
 		return ctrl.Result{}, nil
 	}
@@ -148,7 +148,7 @@ func servicePortIsOurs(p corev1.ServicePort) bool {
 // current routes still name), then the VirtualService, then the
 // DestinationRule without the subsets no route names any more.
 func (r *AppReconciler) reconcileRouting(ctx context.Context, s *appScope) (ctrl.Result, error) {
-	owners := ownerReferences(s.decision.Live)
+	owners := ownerReferences(s.decision)
 	if len(owners) == 0 || len(s.foreign) > 0 {
 		// Nothing to own the objects yet (or only retiring releases left: the
 		// objects go with the last of them, through the garbage collector); or
@@ -323,10 +323,12 @@ func (r *AppReconciler) applyDestinationRule(ctx context.Context, s *appScope, s
 	ac.WithLabels(managedLabels(s.key.Name)).WithOwnerReferences(istioOwnerApplyConfigs(owners)...)
 	ac.Spec = spec
 	obj := &networkingv1.DestinationRule{}
+	start := time.Now()
 	if err := r.applyIstio(ctx, ac, obj); err != nil {
 		return fmt.Errorf("apply DestinationRule %s: %w", s.key, err)
 	}
 	metrics.Writes.WithLabelValues("DestinationRule", "apply").Inc()
+	ctrl.LoggerFrom(ctx).Info("Applied DestinationRule", "destinationRule", klog.KObj(obj), "subsets", len(spec.Subsets), "took", time.Since(start))
 	r.remember(obj, s.key, obj.ResourceVersion)
 	s.dr = obj
 	r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "SubsetsUpdated", "Apply", "Subsets: %s", subsetNames(spec))
@@ -467,14 +469,13 @@ func minRequeue(cur, d time.Duration) time.Duration {
 	return cur
 }
 
-// ownerReferences are non-controller references to every live release that
-// has its Deployment (so a new release changes the owners once, together with
-// its subset): the shared objects go, through the garbage collector, with the
-// last of them.
-func ownerReferences(live []routing.Release) []metav1.OwnerReference {
-	refs := make([]metav1.OwnerReference, 0, len(live))
-	for _, rel := range live {
-		if !rel.HasDeployment {
+// ownerReferences are non-controller references to every live release with a
+// subset (so a new release changes the owners once, together with its subset):
+// the shared objects go, through the garbage collector, with the last of them.
+func ownerReferences(d routing.Decision) []metav1.OwnerReference {
+	refs := make([]metav1.OwnerReference, 0, len(d.Live))
+	for _, rel := range d.Live {
+		if d.Outcomes[rel.Name].Subset == "" {
 			continue
 		}
 		refs = append(refs, metav1.OwnerReference{

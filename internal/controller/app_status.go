@@ -13,6 +13,7 @@ import (
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/switchyard-dev/switchyard/api/v1alpha1"
 	"github.com/switchyard-dev/switchyard/internal/routing"
@@ -26,6 +27,11 @@ func (r *AppReconciler) patchStatuses(ctx context.Context, s *appScope) error {
 	for _, name := range sortedNames(s.releases) {
 		rel := s.releases[name]
 		o := s.decision.Outcomes[name]
+		if rel.Status.Phase == "" && rel.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(rel, Finalizer) {
+			// The release controller has not taken it in yet (it is adding the
+			// finalizer): its first status waits for that, rather than race it.
+			continue
+		}
 		if o.Phase == v1alpha1.PhaseSuperseded && rel.Status.Phase != v1alpha1.PhaseSuperseded && referenced[routing.SubsetName(name)] {
 			// Its route or subset has not left the app's objects yet (the
 			// drain delay): Superseded, which lets its Deployment go, waits.

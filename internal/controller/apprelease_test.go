@@ -132,7 +132,7 @@ var _ = Describe("AppRelease", func() {
 		unchanged := &networkingv1.VirtualService{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "shop"}, unchanged)).To(Succeed())
 		Expect(unchanged.ResourceVersion).To(Equal(vs.ResourceVersion),
-			"its Deployment appearing defines its subset; the VirtualService is written once, when it is routed")
+			"a release coming up defines its subset; the VirtualService is written once, when it is routed")
 		Expect(unchanged.OwnerReferences).NotTo(ContainElement(HaveField("Name", "shop-jp12-b")))
 
 		By("then takes over, and the old build is superseded and pruned")

@@ -55,8 +55,9 @@ func Decide(releases []Release, opts Options) Decision {
 				continue
 			}
 			d.Live = append(d.Live, r)
-			if !r.HasDeployment {
-				// A subset is defined once there are pods it can select.
+			if !r.Accepted && !r.HasDeployment {
+				// A subset is defined once the release is taken in (the
+				// finalizer that drains it is on) or has pods it can select.
 				continue
 			}
 			o.Subset = SubsetName(r.Name)

@@ -51,6 +51,11 @@ type Release struct {
 	// Canary is the asked canary weight; nil when the release is not a canary.
 	Canary *int32
 
+	// Accepted: the operator has taken the release in (its drain finalizer is
+	// on), so its subset may be defined before its Deployment exists: the
+	// DestinationRule is written while the pods start, and only the route is
+	// left for when they are Available.
+	Accepted bool
 	// HasDeployment: the release's Deployment exists and belongs to it.
 	HasDeployment bool
 	// Available: the Deployment is Available, its status is current and at least one pod is up.

@@ -47,6 +47,7 @@ func ReleasesFromBytes(data []byte) []routing.Release {
 		r.Failed = r.HasDeployment && !r.Available && flags&4 != 0
 		r.Deleting = flags&8 != 0
 		r.Superseded = flags&16 != 0
+		r.Accepted = r.HasDeployment || flags&32 != 0
 		rs = append(rs, r)
 	}
 	return rs
@@ -54,7 +55,7 @@ func ReleasesFromBytes(data []byte) []routing.Release {
 
 // CheckInvariants holds for every decision: weights sum to 100 per route,
 // routes name only defined subsets of Available releases, a subset is defined
-// only once its release has a Deployment, and nothing deleting or superseded
+// only once its release is accepted or has a Deployment, and nothing deleting or superseded
 // is routed or defined.
 func CheckInvariants(t TB, in []routing.Release, d routing.Decision) {
 	t.Helper()
@@ -68,8 +69,8 @@ func CheckInvariants(t TB, in []routing.Release, d routing.Decision) {
 		if r := byName[s.Release]; r.Deleting || d.Outcomes[r.Name].Phase == v1alpha1.PhaseSuperseded {
 			t.Errorf("subset %s of %s release %s is defined", s.Subset, d.Outcomes[r.Name].Phase, r.Name)
 		}
-		if !byName[s.Release].HasDeployment {
-			t.Errorf("subset %s is defined before release %s has a Deployment", s.Subset, s.Release)
+		if r := byName[s.Release]; !r.HasDeployment && !r.Accepted {
+			t.Errorf("subset %s is defined before release %s is accepted or has a Deployment", s.Subset, s.Release)
 		}
 	}
 	for _, route := range d.Routes {
