@@ -38,6 +38,7 @@ type flags struct {
 	pruneSuperseded      bool
 	supersededGrace      time.Duration
 	minWriteInterval     time.Duration
+	burstMaxHold         time.Duration
 	drainDelay           time.Duration
 	metricsAddr          string
 	probeAddr            string
@@ -54,7 +55,8 @@ func parseFlags(fs *flag.FlagSet, args []string) (*flags, *zap.Options, error) {
 	fs.IntVar(&f.routing.MaxRoutes, "max-routes", 1000, "Budget of HTTP routes in one app's VirtualService; the newest branches beyond it wait (RouteBudgetExceeded). 0: no budget.")
 	fs.BoolVar(&f.pruneSuperseded, "prune-superseded", true, "Delete a superseded AppRelease once its routes, subset and Deployment are gone; false when GitOps owns the AppReleases.")
 	fs.DurationVar(&f.supersededGrace, "superseded-grace", 10*time.Minute, "How long a release superseded as an older build is kept before it is pruned, so the pipeline that applied it can read why.")
-	fs.DurationVar(&f.minWriteInterval, "min-write-interval", 500*time.Millisecond, "Coalesce bursts: write an app's VirtualService and DestinationRule at most once per interval (the first change after a quiet spell at once).")
+	fs.DurationVar(&f.minWriteInterval, "min-write-interval", 500*time.Millisecond, "Pace an app's writes: an allowance of 4 back-to-back rebuilds that write, refilled one per interval; a lone change goes out at once. 0: every change at once.")
+	fs.DurationVar(&f.burstMaxHold, "burst-max-hold", 4*time.Second, "In a burst (the allowance spent), hold an app's changes until they pause for 2s, at most this long, and write them together. 0: bursts paced by --min-write-interval alone.")
 	fs.DurationVar(&f.drainDelay, "drain-delay", 3*time.Second, "How long a subset (and its pods) stays after the last route to it left the VirtualService, so proxies have the new routes first.")
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
 	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
@@ -128,5 +130,5 @@ func run() error {
 
 // setup registers the indexes and both controllers.
 func setup(ctx context.Context, mgr ctrl.Manager, f *flags) error {
-	return controller.Setup(ctx, mgr, f.routing, controller.Config{PruneSuperseded: f.pruneSuperseded, SupersededGrace: f.supersededGrace, MinWriteInterval: f.minWriteInterval, DrainDelay: f.drainDelay})
+	return controller.Setup(ctx, mgr, f.routing, controller.Config{PruneSuperseded: f.pruneSuperseded, SupersededGrace: f.supersededGrace, MinWriteInterval: f.minWriteInterval, BurstMaxHold: f.burstMaxHold, DrainDelay: f.drainDelay})
 }

@@ -456,6 +456,10 @@ func (r *report) burst(ctx context.Context, b *bench, n int) error {
 		return err
 	}
 	gap := res.routed.Sub(res.lastAvailable)
+	if r.verbose {
+		fmt.Printf("    burst: applied at 0, last pod Available at %s, all routed at %s\n",
+			res.lastAvailable.Sub(res.start).Round(time.Millisecond), res.routed.Sub(res.start).Round(time.Millisecond))
+	}
 	w := res.vsWrites + res.drWrites
 	r.add("2 burst", fmt.Sprintf("%d releases by %d clients: last pod Available → all routed", n, n), ms(gap), "≤ 5 s", verdict(gap <= 5*time.Second))
 	r.add("2 burst", "... VirtualService + DestinationRule writes", fmt.Sprintf("%.0f + %.0f = %.0f", res.vsWrites, res.drWrites, w), "≤ 20", verdict(w <= 20))

@@ -2,9 +2,12 @@ package controller
 
 import (
 	"context"
+	"hash/fnv"
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+	networking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -70,8 +73,14 @@ type appScope struct {
 	vs      *networkingv1.VirtualService
 	dr      *networkingv1.DestinationRule
 	foreign []string
-	// decision is the routing the releases call for.
-	decision routing.Decision
+	// decision is the routing the releases call for; owners, desiredDR and
+	// desiredVS are the shared objects it makes (desiredVS nil: no route).
+	decision  routing.Decision
+	owners    []metav1.OwnerReference
+	desiredDR *networking.DestinationRule
+	desiredVS *networking.VirtualService
+	// fp memoizes fingerprint.
+	fp uint64
 	// writing: this rebuild has begun writing; throttled: it was held back
 	// to coalesce a burst, and will run again.
 	writing, throttled bool
@@ -93,6 +102,9 @@ func (r *AppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl
 		return ctrl.Result{}, nil
 	}
 	s.decision = routing.Decide(routingInputs(s), r.Routing)
+	s.owners = ownerReferences(s.decision)
+	s.desiredDR = routing.MakeDestinationRule(s.key.Namespace, s.key.Name, s.decision)
+	s.desiredVS = routing.MakeVirtualService(s.key.Namespace, s.key.Name, s.decision, r.Routing)
 	start := time.Now()
 	defer func() {
 		result := "success"
@@ -131,6 +143,27 @@ func (r *AppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl
 		return ctrl.Result{RequeueAfter: 30 * time.Second}, kerrors.NewAggregate(errs)
 	}
 	return ctrl.Result{}, kerrors.NewAggregate(errs)
+}
+
+// fingerprint identifies the desired shared objects: a burst's changes are
+// told apart from rebuilds that find nothing new.
+func (s *appScope) fingerprint() uint64 {
+	if s.fp != 0 {
+		return s.fp
+	}
+	h := fnv.New64a()
+	opts := proto.MarshalOptions{Deterministic: true}
+	for _, m := range []proto.Message{s.desiredDR, s.desiredVS} {
+		if b, err := opts.Marshal(m); err == nil {
+			_, _ = h.Write(b)
+		}
+		_, _ = h.Write([]byte{0})
+	}
+	for _, o := range s.owners {
+		_, _ = h.Write([]byte(o.UID))
+	}
+	s.fp = h.Sum64() | 1
+	return s.fp
 }
 
 // routingInputs is what the routing decision needs of each release.

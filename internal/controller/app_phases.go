@@ -111,7 +111,7 @@ func (r *AppReconciler) getShared(ctx context.Context, key client.ObjectKey, obj
 // reconcileService applies the app's Service, which forwards port 80 to the
 // named container port of every release's pods.
 func (r *AppReconciler) reconcileService(ctx context.Context, s *appScope) (ctrl.Result, error) {
-	owners := ownerReferences(s.decision)
+	owners := s.owners
 	if len(owners) == 0 || slices.Contains(s.foreign, "Service") {
 		return ctrl.Result{}, nil
 	}
@@ -148,7 +148,7 @@ func servicePortIsOurs(p corev1.ServicePort) bool {
 // current routes still name), then the VirtualService, then the
 // DestinationRule without the subsets no route names any more.
 func (r *AppReconciler) reconcileRouting(ctx context.Context, s *appScope) (ctrl.Result, error) {
-	owners := ownerReferences(s.decision)
+	owners := s.owners
 	if len(owners) == 0 || len(s.foreign) > 0 {
 		// Nothing to own the objects yet (or only retiring releases left: the
 		// objects go with the last of them, through the garbage collector); or
@@ -156,8 +156,7 @@ func (r *AppReconciler) reconcileRouting(ctx context.Context, s *appScope) (ctrl
 		// half of the objects would send requests to undefined subsets.
 		return ctrl.Result{}, nil
 	}
-	desiredDR := routing.MakeDestinationRule(s.key.Namespace, s.key.Name, s.decision)
-	desiredVS := routing.MakeVirtualService(s.key.Namespace, s.key.Name, s.decision, r.Routing)
+	desiredDR, desiredVS := s.desiredDR, s.desiredVS
 	for _, write := range []func() error{
 		func() error { return r.applyDestinationRule(ctx, s, withRoutedSubsets(desiredDR, s), owners) },
 		func() error { return r.applyVirtualService(ctx, s, desiredVS, routedOwners(owners, desiredVS)) },
@@ -223,13 +222,16 @@ func (t throttled) Error() string { return fmt.Sprintf("throttled for %s", time.
 
 func errThrottled(d time.Duration) error { return throttled(d) }
 
-// throttle coalesces bursts with a token bucket per app: a rebuild that
-// writes takes a token; the bucket holds writeBurst tokens and refills one per
-// MinWriteInterval. A lone change (or the few writes of one release coming up)
-// goes out at once; in a burst, changes wait for the next token and go out
-// together. Within one rebuild, writes after the first are never held back
-// (make before break needs them in a row). It returns how long to wait, and
-// marks the rebuild as held back.
+// throttle paces an app's writes. Calm: a token bucket; a rebuild that writes
+// takes a token, the bucket holds writeBurst tokens and refills one per
+// MinWriteInterval, so a lone change (or the few writes of one release coming
+// up) goes out at once. A change that finds the bucket empty starts a burst
+// (many pipelines at once, or their pods coming up one by one): its changes
+// are held until they pause for burstEnd (the burst is over), or at the
+// latest BurstMaxHold after the first held one, and go out together. Within
+// one rebuild, writes after the first are never held
+// back (make before break needs them in a row). It returns how long to wait,
+// and marks the rebuild as held back.
 func (r *AppReconciler) throttle(s *appScope) time.Duration {
 	interval := r.Config.MinWriteInterval
 	if s.writing || interval <= 0 {
@@ -249,22 +251,57 @@ func (r *AppReconciler) throttle(s *appScope) time.Duration {
 	}
 	b.tokens = min(writeBurst, b.tokens+float64(now.Sub(b.at))/float64(interval))
 	b.at = now
-	if b.tokens < 1 {
-		s.throttled = true
-		return time.Duration((1 - b.tokens) * float64(interval))
+	if fp := s.fingerprint(); fp != b.fingerprint {
+		if b.bursting && now.Sub(b.changedAt) >= burstEnd {
+			b.bursting = false
+		}
+		b.fingerprint, b.changedAt = fp, now
 	}
-	b.tokens--
-	s.writing = true
-	return 0
+	if !b.bursting || r.Config.BurstMaxHold <= 0 {
+		if b.tokens >= 1 {
+			b.tokens--
+			s.writing = true
+			return 0
+		}
+		if r.Config.BurstMaxHold <= 0 {
+			s.throttled = true
+			return time.Duration((1 - b.tokens) * float64(interval))
+		}
+		b.bursting = true
+	}
+	if b.heldSince.IsZero() {
+		b.heldSince = now
+	}
+	quiet, held := now.Sub(b.changedAt), now.Sub(b.heldSince)
+	if quiet >= burstEnd || held >= r.Config.BurstMaxHold {
+		b.heldSince = time.Time{}
+		b.tokens = max(0, b.tokens-1)
+		s.writing = true
+		return 0
+	}
+	s.throttled = true
+	return min(burstEnd-quiet, r.Config.BurstMaxHold-held)
 }
 
-// writeBurst is how many rebuilds of one app may write back to back.
-const writeBurst = 4
+const (
+	// writeBurst is how many rebuilds of one app may write back to back.
+	writeBurst = 4
+	// burstEnd: a burst is over once its changes pause this long; what it
+	// held is written then.
+	burstEnd = 2 * time.Second
+)
 
-// bucket is an app's write allowance.
+// bucket is an app's write allowance, and the state of its burst.
 type bucket struct {
 	tokens float64
 	at     time.Time
+	// fingerprint is the last desired state seen, changedAt when it changed.
+	fingerprint uint64
+	changedAt   time.Time
+	// bursting: changes are held to be written together; heldSince is when
+	// the first change not yet written was held.
+	bursting  bool
+	heldSince time.Time
 }
 
 // referencedSubsets are the subsets the app's own VirtualService routes to or

@@ -53,9 +53,15 @@ type Config struct {
 	// SupersededGrace keeps a release superseded as an older build that long
 	// before it is pruned, so the pipeline that applied it can read why.
 	SupersededGrace time.Duration
-	// MinWriteInterval coalesces bursts: an app's shared objects are written
-	// at most once per interval (the first change after a quiet spell at once).
+	// MinWriteInterval paces an app's writes: an allowance of a few
+	// back-to-back rebuilds that write, refilled one per interval; a lone
+	// change goes out at once. 0 writes every change at once.
 	MinWriteInterval time.Duration
+	// BurstMaxHold shapes a burst (a change finding the allowance spent):
+	// its changes are held until they pause for 2 s (the burst is over), or
+	// at the latest BurstMaxHold after the first held one, and written
+	// together. 0 paces bursts by MinWriteInterval alone.
+	BurstMaxHold time.Duration
 	// DrainDelay keeps a subset defined (and its pods running) that long after
 	// the last route to it left the VirtualService, so every proxy has the new
 	// routes before the subset goes (Istio: "Avoid 503 errors while

@@ -38,3 +38,81 @@ func TestThrottleLetsLoneChangesOutAndCoalescesBursts(t *testing.T) {
 		}
 	}
 }
+
+// TestThrottleShapesABurst plays a burst against the clock: a change every
+// 100 ms for 20 s (200 pods becoming Available one by one), then a lone change.
+func TestThrottleShapesABurst(t *testing.T) {
+	start := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	now := start
+	r := &AppReconciler{Config: Config{MinWriteInterval: 500 * time.Millisecond, BurstMaxHold: 4 * time.Second},
+		Now: func() time.Time { return now }}
+	key := client.ObjectKey{Namespace: "shop", Name: "shop"}
+
+	var (
+		desired, written uint64
+		retryAt          time.Time
+		writes           int
+		changedAt        = map[uint64]time.Time{}
+		worst            time.Duration
+		lastWrite        time.Time
+	)
+	// rebuild is one reconcile: it writes the desired state, or asks to be retried.
+	rebuild := func() {
+		wait := r.throttle(&appScope{key: key, fp: desired})
+		if wait > 0 {
+			retryAt = now.Add(wait)
+			return
+		}
+		retryAt = time.Time{}
+		if desired != written {
+			writes++
+			written, lastWrite = desired, now
+			// Every change up to this one is now written.
+			for fp, at := range changedAt {
+				worst = max(worst, now.Sub(at))
+				delete(changedAt, fp)
+			}
+		}
+	}
+	change := func() {
+		desired++
+		changedAt[desired] = now
+		rebuild()
+	}
+	tick := 10 * time.Millisecond
+	for ; now.Before(start.Add(20 * time.Second)); now = now.Add(tick) {
+		if now.Sub(start)%(100*time.Millisecond) == 0 {
+			change()
+		} else if !retryAt.IsZero() && !now.Before(retryAt) {
+			rebuild()
+		}
+	}
+	streamEnd := now
+	for ; now.Before(streamEnd.Add(5 * time.Second)); now = now.Add(tick) {
+		if !retryAt.IsZero() && !now.Before(retryAt) {
+			rebuild()
+		}
+	}
+	if len(changedAt) > 0 {
+		t.Fatalf("%d changes of the burst were never written", len(changedAt))
+	}
+	if limit := writeBurst + 20/4 + 1; writes > limit {
+		t.Errorf("a 20 s burst of 200 changes took %d writes, want at most %d", writes, limit)
+	}
+	if worst > 4*time.Second+tick {
+		t.Errorf("a change of the burst waited %s, more than --burst-max-hold", worst)
+	}
+	if end := lastWrite.Sub(streamEnd); end > burstEnd {
+		t.Errorf("the burst's last change was written %s after the burst ended, want within %s", end, burstEnd)
+	}
+
+	t.Logf("200 changes over 20 s: %d writes, the longest wait %s", writes, worst)
+
+	// Once the burst is over, a lone change goes out at once.
+	now = now.Add(burstEnd)
+	before := writes
+	change()
+	if writes != before+1 || !retryAt.IsZero() {
+		t.Errorf("a lone change after the burst was held back (retry at %s)", retryAt.Sub(now))
+	}
+}
