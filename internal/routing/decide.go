@@ -25,8 +25,18 @@ type Decision struct {
 
 // Decide routes an app's releases. It never mutates its input.
 func Decide(releases []Release, opts Options) Decision {
-	d := Decision{Outcomes: make(map[string]Outcome, len(releases))}
-	byEnv := map[string][]Release{}
+	d := Decision{Outcomes: make(map[string]Outcome, len(releases)),
+		Live: make([]Release, 0, len(releases)), Subsets: make([]Destination, 0, len(releases))}
+	perEnv := map[string]int{}
+	for _, r := range releases {
+		if !r.Deleting && !r.Superseded {
+			perEnv[r.Environment]++
+		}
+	}
+	byEnv := make(map[string][]Release, len(perEnv))
+	for env, n := range perEnv {
+		byEnv[env] = make([]Release, 0, n)
+	}
 	for _, r := range releases {
 		switch {
 		case r.Deleting:
@@ -234,20 +244,24 @@ func canaryOutcome(r Release, asked, got int32) Outcome {
 // release and supersedes the branch's older releases once a newer one is routed.
 // rs is newest first; the result is sorted by branch.
 func decideBranches(rs []Release, out map[string]Outcome) []branchHead {
-	heads := map[string]Release{}
+	heads := map[string]*Release{}
 	var routed []branchHead
-	for _, r := range rs {
+	for i := range rs {
+		r := rs[i]
 		if r.Branch == "" {
 			continue
+		}
+		if routed == nil {
+			routed = make([]branchHead, 0, len(rs)-i)
 		}
 		head, routedHead := heads[r.Branch]
 		switch {
 		case routedHead && !r.WasRouted:
-			out[r.Name] = olderBuild(r, head)
+			out[r.Name] = olderBuild(r, *head)
 		case routedHead:
 			out[r.Name] = superseded(r, head.Name)
 		case r.Available:
-			heads[r.Branch] = r
+			heads[r.Branch] = &rs[i]
 			out[r.Name] = Outcome{Phase: v1alpha1.PhaseLive, Weight: 100, Ready: true, Reason: v1alpha1.ReasonRouted,
 				Message: "branch " + r.Branch + " of environment " + r.Environment + ": requests with its header go here"}
 			routed = append(routed, branchHead{Branch: r.Branch,

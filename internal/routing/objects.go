@@ -18,7 +18,11 @@ const VersionLabel = "version"
 // then every environment's host split, then the mesh's branches and split.
 func makeRoutes(envs []string, hosts map[string][]string, splits map[string][]Destination,
 	branches map[string][]branchHead, opts Options) []Route {
-	var routes []Route
+	n := 2*len(envs) + len(branches[opts.MeshEnvironment]) + 1
+	for _, env := range envs {
+		n += len(branches[env])
+	}
+	routes := make([]Route, 0, n)
 	for _, env := range envs {
 		if len(hosts[env]) == 0 {
 			continue
@@ -192,7 +196,7 @@ func exact(s string) *networking.StringMatch {
 // release, defined from the moment its Deployment exists, so it is there
 // before any route names it.
 func MakeDestinationRule(namespace, app string, d Decision) *networking.DestinationRule {
-	dr := &networking.DestinationRule{Host: ServiceHost(namespace, app)}
+	dr := &networking.DestinationRule{Host: ServiceHost(namespace, app), Subsets: make([]*networking.Subset, 0, len(d.Subsets))}
 	for _, s := range d.Subsets {
 		dr.Subsets = append(dr.Subsets, &networking.Subset{Name: s.Subset, Labels: map[string]string{VersionLabel: s.Subset}})
 	}
