@@ -41,6 +41,7 @@ type flags struct {
 	burstMaxHold         time.Duration
 	drainDelay           time.Duration
 	metricsAddr          string
+	pprofAddr            string
 	probeAddr            string
 	leaderElect          bool
 	leaderElectNamespace string
@@ -59,6 +60,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (*flags, *zap.Options, error) {
 	fs.DurationVar(&f.burstMaxHold, "burst-max-hold", 4*time.Second, "In a burst (the allowance spent), hold an app's changes until they pause for 2s, at most this long, and write them together. 0: bursts paced by --min-write-interval alone.")
 	fs.DurationVar(&f.drainDelay, "drain-delay", 3*time.Second, "How long a subset (and its pods) stays after the last route to it left the VirtualService, so proxies have the new routes first.")
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
+	fs.StringVar(&f.pprofAddr, "pprof-bind-address", "", "Address Go's pprof endpoints bind to, for profiling; empty (the default) disables them.")
 	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
 	fs.BoolVar(&f.leaderElect, "leader-elect", false, "Elect a leader, so that only one of several replicas writes.")
 	fs.StringVar(&f.leaderElectNamespace, "leader-election-namespace", "", "Namespace of the leader-election Lease (default: the pod's namespace).")
@@ -103,6 +105,7 @@ func run() error {
 		Scheme:                  newScheme(),
 		Metrics:                 metricsserver.Options{BindAddress: f.metricsAddr},
 		HealthProbeBindAddress:  f.probeAddr,
+		PprofBindAddress:        f.pprofAddr,
 		LeaderElection:          f.leaderElect,
 		LeaderElectionID:        "switchyard.delivery.switchyard.dev",
 		LeaderElectionNamespace: f.leaderElectNamespace,

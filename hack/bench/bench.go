@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -41,6 +42,7 @@ type bench struct {
 	bin        string
 	op         *testenv.Operator
 	metricsURL string
+	pprofURL   string
 	nsCount    int
 	// operatorArgs are extra flags for the operator (-operator-args).
 	operatorArgs []string
@@ -79,7 +81,15 @@ func (b *bench) startOperator() error {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	b.metricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
-	args := append([]string{fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", port), "--zap-log-level=error", "--max-routes=5000"}, b.operatorArgs...)
+	l, err = net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	pprofPort := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	b.pprofURL = fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/", pprofPort)
+	args := append([]string{fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", port), fmt.Sprintf("--pprof-bind-address=127.0.0.1:%d", pprofPort),
+		"--zap-log-level=error", "--max-routes=5000"}, b.operatorArgs...)
 	b.op, err = testenv.StartOperator(b.bin, b.cluster.Kubeconfig, b.operatorLog(), args...)
 	if err != nil {
 		return err
@@ -320,6 +330,22 @@ func (b *bench) writes() (vs, dr float64, err error) {
 	}
 	return sum(f, "switchyard_object_writes_total", map[string]string{"kind": "VirtualService"}),
 		sum(f, "switchyard_object_writes_total", map[string]string{"kind": "DestinationRule"}), nil
+}
+
+// saveHeap writes the operator's heap profile to bin/bench/NAME.pprof, for
+// `go tool pprof`.
+func (b *bench) saveHeap(name string) {
+	resp, err := http.Get(b.pprofURL + "heap?gc=1")
+	if err != nil {
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(filepath.Join(filepath.Dir(b.operatorLog()), name+".pprof"))
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_, _ = io.Copy(f, resp.Body)
 }
 
 // rss is the operator's resident memory in bytes.

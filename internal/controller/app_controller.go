@@ -99,6 +99,9 @@ func (r *AppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl
 		}
 	}
 	if len(s.releases) == 0 {
+		// The app is gone (its objects go with its last release, by owner
+		// reference): so is what the controller remembered of it.
+		r.forget(s.key)
 		return ctrl.Result{}, nil
 	}
 	s.decision = routing.Decide(routingInputs(s), r.Routing)

@@ -191,6 +191,17 @@ func (r *AppReconciler) remember(obj client.Object, key client.ObjectKey, rv str
 	r.written[fmt.Sprintf("%T/%s", obj, key)] = rv
 }
 
+// forget drops what the controller remembers of an app that is gone.
+func (r *AppReconciler) forget(key client.ObjectKey) {
+	r.writesMu.Lock()
+	defer r.writesMu.Unlock()
+	delete(r.buckets, key)
+	delete(r.routedAt, key)
+	for _, obj := range []client.Object{&corev1.Service{}, &networkingv1.VirtualService{}, &networkingv1.DestinationRule{}} {
+		delete(r.written, fmt.Sprintf("%T/%s", obj, key))
+	}
+}
+
 func (r *AppReconciler) seen(obj client.Object) bool {
 	r.writesMu.Lock()
 	defer r.writesMu.Unlock()

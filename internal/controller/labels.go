@@ -99,13 +99,33 @@ func Setup(ctx context.Context, mgr manager.Manager, opts routing.Options, cfg C
 
 // CacheOptions make the manager's cache hold AppReleases and, of everything
 // else, only the objects Switchyard wrote: the operator's memory grows with
-// what it manages, not with the cluster.
+// what it manages, not with the cluster. Cached copies carry no managedFields
+// (the operator writes by server-side apply and patches, never from a cached
+// copy's field ownership): a third or more of every object's size.
 func CacheOptions() cache.Options {
 	managed := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedByValue})}
-	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&appsv1.Deployment{}:            managed,
+	deployments := managed
+	deployments.Transform = slimDeployment
+	return cache.Options{DefaultTransform: cache.TransformStripManagedFields(), ByObject: map[client.Object]cache.ByObject{
+		&appsv1.Deployment{}:            deployments,
 		&corev1.Service{}:               managed,
 		&networkingv1.VirtualService{}:  managed,
 		&networkingv1.DestinationRule{}: managed,
 	}}
+}
+
+// slimDeployment keeps of a cached Deployment what the controllers read: its
+// metadata (owner, labels, the spec-hash annotation, generation), its replica
+// count and its status. The pod template, selector and strategy (half of a
+// Deployment's memory) are dropped: a cached Deployment is compared by
+// annotationSpecHash, never by its template, and written only by server-side
+// apply of a whole desired object.
+func slimDeployment(obj any) (any, error) {
+	d, ok := obj.(*appsv1.Deployment)
+	if !ok {
+		return obj, nil
+	}
+	d.ManagedFields = nil
+	d.Spec = appsv1.DeploymentSpec{Replicas: d.Spec.Replicas}
+	return d, nil
 }
