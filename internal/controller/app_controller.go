@@ -141,6 +141,10 @@ func (r *AppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl
 			return res, nil
 		}
 	}
+	if !s.writing && !s.throttled {
+		// Nothing left to write: no change is held any more.
+		r.settled(s.key)
+	}
 	if len(s.foreign) > 0 {
 		// A foreign object does not notify us when it goes: look again later.
 		return ctrl.Result{RequeueAfter: 30 * time.Second}, kerrors.NewAggregate(errs)

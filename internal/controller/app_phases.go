@@ -158,8 +158,10 @@ func (r *AppReconciler) reconcileRouting(ctx context.Context, s *appScope) (ctrl
 	}
 	desiredDR, desiredVS := s.desiredDR, s.desiredVS
 	for _, write := range []func() error{
-		func() error { return r.applyDestinationRule(ctx, s, withRoutedSubsets(desiredDR, s), owners) },
-		func() error { return r.applyVirtualService(ctx, s, desiredVS, routedOwners(owners, desiredVS)) },
+		func() error {
+			return r.applyDestinationRule(ctx, s, withRoutedSubsets(desiredDR, s, r.drainLeft(s.key) > 0), owners)
+		},
+		func() error { return r.applyVirtualService(ctx, s, desiredVS, routedOwners(owners, desiredVS, s.decision)) },
 		func() error {
 			if wait := r.drainLeft(s.key); wait > 0 && len(desiredDR.Subsets) < len(s.dr.Spec.GetSubsets()) {
 				// Routes left the VirtualService moments ago; proxies may not
@@ -189,6 +191,15 @@ func (r *AppReconciler) remember(obj client.Object, key client.ObjectKey, rv str
 		r.written = map[string]string{}
 	}
 	r.written[fmt.Sprintf("%T/%s", obj, key)] = rv
+}
+
+// settled notes that an app's objects are as desired: no change is held.
+func (r *AppReconciler) settled(key client.ObjectKey) {
+	r.writesMu.Lock()
+	defer r.writesMu.Unlock()
+	if b := r.buckets[key]; b != nil {
+		b.heldSince = time.Time{}
+	}
 }
 
 // forget drops what the controller remembers of an app that is gone.
@@ -335,9 +346,10 @@ func referencedSubsets(s *appScope) map[string]bool {
 }
 
 // withRoutedSubsets adds to the desired DestinationRule the current subsets
-// that the current VirtualService still routes to.
-func withRoutedSubsets(desired *networking.DestinationRule, s *appScope) *networking.DestinationRule {
-	if s.dr == nil || s.vs == nil {
+// that the current VirtualService still routes to, and, while routes that
+// left moments ago drain (draining), every current subset.
+func withRoutedSubsets(desired *networking.DestinationRule, s *appScope, draining bool) *networking.DestinationRule {
+	if s.dr == nil || (s.vs == nil && !draining) {
 		return desired
 	}
 	routed := map[string]bool{}
@@ -352,7 +364,7 @@ func withRoutedSubsets(desired *networking.DestinationRule, s *appScope) *networ
 		have[ss.Name] = true
 	}
 	for _, ss := range s.dr.Spec.GetSubsets() {
-		if routed[ss.GetName()] && !have[ss.GetName()] {
+		if (routed[ss.GetName()] || draining) && !have[ss.GetName()] {
 			out.Subsets = append(out.Subsets, proto.Clone(ss).(*networking.Subset))
 		}
 	}
@@ -521,9 +533,13 @@ func minRequeue(cur, d time.Duration) time.Duration {
 // subset (so a new release changes the owners once, together with its subset):
 // the shared objects go, through the garbage collector, with the last of them.
 func ownerReferences(d routing.Decision) []metav1.OwnerReference {
+	withSubset := make(map[string]bool, len(d.Subsets))
+	for _, s := range d.Subsets {
+		withSubset[s.Release] = true
+	}
 	refs := make([]metav1.OwnerReference, 0, len(d.Live))
 	for _, rel := range d.Live {
-		if d.Outcomes[rel.Name].Subset == "" {
+		if !withSubset[rel.Name] {
 			continue
 		}
 		refs = append(refs, metav1.OwnerReference{
@@ -533,11 +549,14 @@ func ownerReferences(d routing.Decision) []metav1.OwnerReference {
 	return refs
 }
 
-// routedOwners are the owners the VirtualService routes to: it changes when
-// its routes do, and not when a release's Deployment first appears (that
-// changes the DestinationRule and the Service only), so a release coming up
-// costs one VirtualService write, not two.
-func routedOwners(owners []metav1.OwnerReference, vs *networking.VirtualService) []metav1.OwnerReference {
+// routedOwners are the VirtualService's owners: the releases it routes to and
+// those standing by. It changes when its routes do, and not when a release is
+// taken in (that changes the DestinationRule and the Service only), so a
+// release coming up costs one VirtualService write, not two. Standbys stay
+// owners so that a foreground deletion of the routed release (Argo CD prunes
+// that way) does not take the VirtualService with it while a rollback target
+// is left.
+func routedOwners(owners []metav1.OwnerReference, vs *networking.VirtualService, d routing.Decision) []metav1.OwnerReference {
 	if vs == nil {
 		return nil
 	}
@@ -549,7 +568,7 @@ func routedOwners(owners []metav1.OwnerReference, vs *networking.VirtualService)
 	}
 	out := make([]metav1.OwnerReference, 0, len(routed))
 	for _, o := range owners {
-		if routed[routing.SubsetName(o.Name)] {
+		if routed[routing.SubsetName(o.Name)] || d.Outcomes[o.Name].Phase == v1alpha1.PhaseStandby {
 			out = append(out, o)
 		}
 	}

@@ -82,6 +82,10 @@ var _ = Describe("AppRelease", func() {
 		Eventually(routesOf(ns)).Should(ContainElement("env-production: shop-v2 100"))
 		Eventually(phaseOf(ns, "shop-v1")).Should(Equal("Standby 0 True/Standby"))
 		Expect(subsetsOf(ns)(Default)).To(Equal([]string{"shop-v1", "shop-v2"}))
+		vs := &networkingv1.VirtualService{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "shop"}, vs)).To(Succeed())
+		Expect(vs.OwnerReferences).To(ConsistOf(HaveField("Name", "shop-v1"), HaveField("Name", "shop-v2")),
+			"the Standby stays an owner: a foreground deletion of the stable must not take the VirtualService")
 
 		By("deleting the stable hands the environment back to the Standby")
 		Expect(k8s.Delete(ctx, getRelease(ns, "shop-v2")(Default))).To(Succeed())

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	. "github.com/onsi/gomega"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -93,6 +94,7 @@ type snapshot struct {
 	vs          *networkingv1.VirtualService
 	dr          *networkingv1.DestinationRule
 	deployments map[string]appsv1.Deployment // by version label
+	releases    map[string]bool                // AppReleases not being deleted, by name
 }
 
 func takeSnapshot(g Gomega, ns string) snapshot {
@@ -117,6 +119,14 @@ func takeSnapshot(g Gomega, ns string) snapshot {
 		for _, d := range list.Items {
 			s.deployments[d.Spec.Template.Labels[routing.VersionLabel]] = d
 		}
+		rels := &v1alpha1.AppReleaseList{}
+		g.Expect(k8s.List(ctx, rels, client.InNamespace(ns))).To(Succeed())
+		s.releases = map[string]bool{}
+		for _, r := range rels.Items {
+			if r.DeletionTimestamp.IsZero() {
+				s.releases[routing.SubsetName(r.Name)] = true
+			}
+		}
 		vs2 := &networkingv1.VirtualService{}
 		err = k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: app}, vs2)
 		dr2 := &networkingv1.DestinationRule{}
@@ -136,7 +146,8 @@ func takeSnapshot(g Gomega, ns string) snapshot {
 // checkSnapshot holds in every state the app passes through: Istio accepts
 // both objects; every route's weights sum to 100; every subset a request can
 // reach is defined and selects the pods of an Available Deployment; every
-// subset selects an existing Deployment.
+// subset selects an existing Deployment, or belongs to a release that is
+// coming up (defined while its pods start) and is not routed.
 func checkSnapshot(g Gomega, s snapshot) {
 	var vsSpec = s.vs
 	if vsSpec != nil {
@@ -150,7 +161,7 @@ func checkSnapshot(g Gomega, s snapshot) {
 		for _, sub := range s.dr.Spec.Subsets {
 			defined[sub.Name] = true
 			_, ok := s.deployments[sub.Labels[routing.VersionLabel]]
-			g.Expect(ok).To(BeTrue(), "subset %s selects no Deployment", sub.Name)
+			g.Expect(ok || s.releases[sub.Name]).To(BeTrue(), "subset %s selects no Deployment and belongs to no live release", sub.Name)
 		}
 	}
 	if s.vs == nil {
@@ -214,10 +225,17 @@ func subsets(ns string) func(Gomega) []string {
 
 // watchSnapshots checks every state it can observe until stop is closed, and
 // reports how many it checked and the first violation.
+// drainDelay is the operator's default --drain-delay, which the e2e operator runs with.
+const drainDelay = 3 * time.Second
+
 func watchSnapshots(ns string, stop <-chan struct{}) <-chan error {
 	res := make(chan error, 1)
 	go func() {
 		n := 0
+		// When each subset was last seen routed, and the subsets defined in
+		// the last snapshot: a subset leaves the DestinationRule only the
+		// drain delay after its last route left the VirtualService.
+		lastRouted, defined := map[string]time.Time{}, map[string]bool{}
 		for {
 			select {
 			case <-stop:
@@ -229,7 +247,29 @@ func watchSnapshots(ns string, stop <-chan struct{}) <-chan error {
 			g := NewGomega(func(message string, _ ...int) { failure = message })
 			func() {
 				defer func() { _ = recover() }()
-				checkSnapshot(g, takeSnapshot(g, ns))
+				s := takeSnapshot(g, ns)
+				checkSnapshot(g, s)
+				now := time.Now()
+				if s.vs != nil {
+					for _, h := range s.vs.Spec.Http {
+						for _, d := range h.Route {
+							lastRouted[d.Destination.Subset] = now
+						}
+					}
+				}
+				current := map[string]bool{}
+				if s.dr != nil {
+					for _, sub := range s.dr.Spec.Subsets {
+						current[sub.Name] = true
+					}
+				}
+				for sub := range defined {
+					if t, ok := lastRouted[sub]; ok && !current[sub] {
+						g.Expect(now.Sub(t)).To(BeNumerically(">=", drainDelay-time.Second),
+							"subset %s left the DestinationRule %s after its last route; the drain delay is %s", sub, now.Sub(t), drainDelay)
+					}
+				}
+				defined = current
 			}()
 			if failure != "" {
 				res <- fmt.Errorf("after %d good snapshots: %s", n, failure)
