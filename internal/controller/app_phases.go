@@ -161,7 +161,9 @@ func (r *AppReconciler) reconcileRouting(ctx context.Context, s *appScope) (ctrl
 		func() error {
 			return r.applyDestinationRule(ctx, s, withRoutedSubsets(desiredDR, s, r.drainLeft(s.key) > 0), owners)
 		},
-		func() error { return r.applyVirtualService(ctx, s, desiredVS, routedOwners(owners, desiredVS, s.decision)) },
+		func() error {
+			return r.applyVirtualService(ctx, s, desiredVS, routedOwners(owners, desiredVS, s.decision))
+		},
 		func() error {
 			if wait := r.drainLeft(s.key); wait > 0 && len(desiredDR.Subsets) < len(s.dr.Spec.GetSubsets()) {
 				// Routes left the VirtualService moments ago; proxies may not

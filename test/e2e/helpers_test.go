@@ -94,7 +94,7 @@ type snapshot struct {
 	vs          *networkingv1.VirtualService
 	dr          *networkingv1.DestinationRule
 	deployments map[string]appsv1.Deployment // by version label
-	releases    map[string]bool                // AppReleases not being deleted, by name
+	releases    map[string]bool              // AppReleases not being deleted, by name
 }
 
 func takeSnapshot(g Gomega, ns string) snapshot {
