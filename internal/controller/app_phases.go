@@ -92,6 +92,14 @@ func (r *AppReconciler) loadShared(ctx context.Context, s *appScope) error {
 // object from none.
 func (r *AppReconciler) getShared(ctx context.Context, key client.ObjectKey, obj client.Object) (ours, exists bool, err error) {
 	err = r.Get(ctx, key, obj)
+	for wait := cacheCatchUp; err == nil && !r.seen(obj) && wait > 0; wait -= cachePoll {
+		// The cache has not delivered this controller's own last write yet
+		// (it is on its way, a few milliseconds behind the write's
+		// response): waiting for it is cheaper than reading a large object
+		// from the API server.
+		time.Sleep(cachePoll)
+		err = r.Get(ctx, key, obj)
+	}
 	if apierrors.IsNotFound(err) || (err == nil && !r.seen(obj)) {
 		// A miss, or a cached object that is not the one this controller last
 		// wrote (the cache lags its own write, or someone changed it): read
@@ -107,6 +115,14 @@ func (r *AppReconciler) getShared(ctx context.Context, key client.ObjectKey, obj
 	l := obj.GetLabels()
 	return l[LabelManagedBy] == ManagedByValue && l[LabelApp] == key.Name, true, nil
 }
+
+const (
+	// cacheCatchUp is how long a rebuild waits for the cache to deliver the
+	// controller's own last write before it reads the API server instead
+	// (someone else wrote since, or the watch lags); cachePoll how often it looks.
+	cacheCatchUp = 100 * time.Millisecond
+	cachePoll    = 5 * time.Millisecond
+)
 
 // reconcileService applies the app's Service, which forwards port 80 to the
 // named container port of every release's pods.
