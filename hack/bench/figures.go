@@ -470,19 +470,9 @@ func (r *report) burst(ctx context.Context, b *bench, n int) error {
 // idle: every release of apply-to-routed's largest app live, the operator
 // restarted (a full resync): the writes it makes, and its memory.
 func (r *report) idle(ctx context.Context, b *bench) error {
-	total := 0
-	list := &unstructured.UnstructuredList{}
-	list.SetAPIVersion("delivery.switchyard.dev/v1alpha1")
-	list.SetKind("AppReleaseList")
-	if err := b.c.List(ctx, list); err == nil {
-		total = len(list.Items)
-	}
+	total := b.countReleases(ctx)
 	rssBefore, _ := b.rss()
-	b.op.Stop()
-	if err := b.startOperator(); err != nil {
-		return err
-	}
-	writes, err := b.waitQuiet(ctx)
+	writes, err := b.restartOperator(ctx, "")
 	if err != nil {
 		return err
 	}
@@ -492,6 +482,32 @@ func (r *report) idle(ctx context.Context, b *bench) error {
 	r.add("4 memory", fmt.Sprintf("operator RSS with %d AppReleases in the cluster (before restart / after resync)", total),
 		fmt.Sprintf("%.0f MB / %.0f MB", float64(rssBefore)/1e6, float64(rss)/1e6), "", "")
 	return nil
+}
+
+// restartOperator stops the operator and starts it again (with GOMEMLIMIT
+// set when memLimit is not empty), and waits until its full resync is done;
+// it returns the API writes the resync made.
+func (b *bench) restartOperator(ctx context.Context, memLimit string) (float64, error) {
+	b.op.Stop()
+	if memLimit != "" {
+		os.Setenv("GOMEMLIMIT", memLimit)
+		defer os.Unsetenv("GOMEMLIMIT")
+	}
+	if err := b.startOperator(); err != nil {
+		return 0, err
+	}
+	return b.waitQuiet(ctx)
+}
+
+// countReleases is the number of AppReleases in the cluster (-1 when the list fails).
+func (b *bench) countReleases(ctx context.Context) int {
+	list := &unstructured.UnstructuredList{}
+	list.SetAPIVersion("delivery.switchyard.dev/v1alpha1")
+	list.SetKind("AppReleaseList")
+	if err := b.c.List(ctx, list); err != nil {
+		return -1
+	}
+	return len(list.Items)
 }
 
 // waitQuiet waits until a (re)started operator has gone through every app
@@ -539,15 +555,6 @@ func (r *report) render(b *bench) string {
 // 1,000 and 10,000 AppReleases, and after a restart (the cache rebuilt from a
 // full list) with the writes of that resync.
 func (r *report) scale(ctx context.Context, b *bench, apps, perApp int) error {
-	countReleases := func() int {
-		list := &unstructured.UnstructuredList{}
-		list.SetAPIVersion("delivery.switchyard.dev/v1alpha1")
-		list.SetKind("AppReleaseList")
-		if err := b.c.List(ctx, list); err != nil {
-			return -1
-		}
-		return len(list.Items)
-	}
 	type appKey struct{ ns, app string }
 	var keys []appKey
 	for i := range apps {
@@ -620,7 +627,7 @@ func (r *report) scale(ctx context.Context, b *bench, apps, perApp int) error {
 	}
 	time.Sleep(10 * time.Second)
 	rss1k, _ := b.rss()
-	n1k := countReleases()
+	n1k := b.countReleases(ctx)
 	fmt.Printf("    %d AppReleases in the cluster: operator RSS %.0f MB\n", n1k, float64(rss1k)/1e6)
 	if err := apply(keys[len(first):]); err != nil {
 		return err
@@ -632,14 +639,10 @@ func (r *report) scale(ctx context.Context, b *bench, apps, perApp int) error {
 	time.Sleep(10 * time.Second)
 	rss10k, _ := b.rss()
 	b.saveHeap("heap-scale")
-	n10k := countReleases()
+	n10k := b.countReleases(ctx)
 	fmt.Printf("    %d AppReleases in the cluster: operator RSS %.0f MB\n", n10k, float64(rss10k)/1e6)
 
-	b.op.Stop()
-	if err := b.startOperator(); err != nil {
-		return err
-	}
-	writes, err := b.waitQuiet(ctx)
+	writes, err := b.restartOperator(ctx, "")
 	if err != nil {
 		return err
 	}
@@ -666,14 +669,7 @@ func (r *report) scale(ctx context.Context, b *bench, apps, perApp int) error {
 
 	// The same, with Go's soft memory limit as the chart sets it from the
 	// container's memory limit (here resources.limits.memory: 128Mi).
-	b.op.Stop()
-	os.Setenv("GOMEMLIMIT", "128MiB")
-	err = b.startOperator()
-	os.Unsetenv("GOMEMLIMIT")
-	if err != nil {
-		return err
-	}
-	if _, err := b.waitQuiet(ctx); err != nil {
+	if _, err := b.restartOperator(ctx, "128MiB"); err != nil {
 		return err
 	}
 	time.Sleep(10 * time.Second)

@@ -100,10 +100,11 @@ func (r *AppReconciler) getShared(ctx context.Context, key client.ObjectKey, obj
 		time.Sleep(cachePoll)
 		err = r.Get(ctx, key, obj)
 	}
-	if apierrors.IsNotFound(err) || (err == nil && !r.seen(obj)) {
+	live := apierrors.IsNotFound(err) || (err == nil && !r.seen(obj))
+	if live {
 		// A miss, or a cached object that is not the one this controller last
-		// wrote (the cache lags its own write, or someone changed it): read
-		// the API server, so no decision rests on a stale copy.
+		// wrote (the cache lags, or someone changed it since): read the API
+		// server, so no decision rests on a stale copy.
 		err = r.APIReader.Get(ctx, key, obj)
 	}
 	switch {
@@ -113,7 +114,15 @@ func (r *AppReconciler) getShared(ctx context.Context, key client.ObjectKey, obj
 		return false, false, err
 	}
 	l := obj.GetLabels()
-	return l[LabelManagedBy] == ManagedByValue && l[LabelApp] == key.Name, true, nil
+	ours = l[LabelManagedBy] == ManagedByValue && l[LabelApp] == key.Name
+	if live && ours {
+		// This is now the newest version the controller knows: once the
+		// cache holds it, the cache is trusted again (a change by someone
+		// else, such as a status written by istiod, costs one read, not one
+		// per rebuild).
+		r.remember(obj, key, obj.GetResourceVersion())
+	}
+	return ours, true, nil
 }
 
 const (
@@ -200,8 +209,9 @@ func (r *AppReconciler) reconcileRouting(ctx context.Context, s *appScope) (ctrl
 	return ctrl.Result{}, nil
 }
 
-// remember records the resourceVersion this controller wrote an object at
-// ("" once deleted); seen tells whether a cached copy is that version.
+// remember records the newest resourceVersion this controller knows an object
+// at, from its own write or a read of the API server ("" once deleted); seen
+// tells whether a cached copy is that version.
 func (r *AppReconciler) remember(obj client.Object, key client.ObjectKey, rv string) {
 	r.writesMu.Lock()
 	defer r.writesMu.Unlock()
@@ -269,9 +279,9 @@ func errThrottled(d time.Duration) error { return throttled(d) }
 // (many pipelines at once, or their pods coming up one by one): its changes
 // are held until they pause for burstEnd (the burst is over), or at the
 // latest BurstMaxHold after the first held one, and go out together. Within
-// one rebuild, writes after the first are never held
-// back (make before break needs them in a row). It returns how long to wait,
-// and marks the rebuild as held back.
+// one rebuild, writes after the first are never held back (make before break
+// needs them in a row). It returns how long to wait, and marks the rebuild as
+// held back.
 func (r *AppReconciler) throttle(s *appScope) time.Duration {
 	interval := r.Config.MinWriteInterval
 	if s.writing || interval <= 0 {
