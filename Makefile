@@ -49,17 +49,22 @@ verify-gen: manifests generate ## Fail when the generated files differ from git.
 verify-fmt: ## Fail when a Go file is not gofmt-formatted.
 	@files=$$(gofmt -l cmd api internal hack test); test -z "$$files" || { echo "not gofmt-formatted: $$files"; exit 1; }
 
+.PHONY: verify-size
+verify-size: ## Fail when a tracked file is over 1 MB (build outputs and binaries never belong in git).
+	@big=$$(git ls-files -z | xargs -0 -r stat -c '%s %n' 2>/dev/null | awk '$$1 > 1048576 {print $$2}'); \
+	test -z "$$big" || { echo "tracked files over 1 MB: $$big"; exit 1; }
+
 .PHONY: controlplane
 controlplane: ## Build etcd and the Kubernetes control plane into bin/ (once; several minutes the first time).
 	hack/build-controlplane.sh
 
 .PHONY: test
-test: verify-gen verify-fmt vet test-unit test-chart test-envtest test-istio test-e2e ## Run every test suite (what CI runs).
+test: verify-size verify-gen verify-fmt vet test-unit test-chart test-envtest test-istio test-e2e ## Run every test suite (what CI runs).
 
 .PHONY: test-unit
 test-unit: ## Unit tests of the pure parts (routing builder), with a short fuzz run.
 	go test ./internal/routing/... ./api/...
-	go test ./internal/routing/ -run '^$$' -fuzz FuzzDecide -fuzztime 20s -fuzzminimizetime 200x
+	go test ./internal/routing/ -run '^$$' -fuzz FuzzDecide -fuzztime 20000x -fuzzminimizetime 200x
 
 .PHONY: test-envtest
 test-envtest: ## Controller tests against a real kube-apiserver + etcd built by the project.
@@ -70,7 +75,7 @@ test-envtest: ## Controller tests against a real kube-apiserver + etcd built by 
 test-istio: ## Judge the builder's objects by Istio's own code, and test the Argo CD health check (module test/; first build ~5 min).
 	@echo "test/istio: building Istio's validation code (first time: about 5 minutes on 2 cores)..."
 	cd test && go vet ./... && go test ./istio/... ./argocd/...
-	cd test && go test ./istio/ -run '^$$' -fuzz FuzzBuilderOutputIsValid -fuzztime 20s -fuzzminimizetime 200x
+	cd test && go test ./istio/ -run '^$$' -fuzz FuzzBuilderOutputIsValid -fuzztime 20000x -fuzzminimizetime 200x
 
 HELM := $(BIN)/controlplane/$(CONTROLPLANE_VERSION)/helm
 
