@@ -26,7 +26,8 @@ help: ## Show the targets.
 
 .PHONY: manifests
 manifests: ## Generate the CRD and RBAC manifests from the kubebuilder markers.
-	$(CONTROLLER_GEN) rbac:roleName=switchyard-manager crd paths="./api/...;./internal/...;./cmd/..." output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=switchyard-manager crd:generateEmbeddedObjectMeta=true paths="./api/...;./internal/...;./cmd/..." output:crd:artifacts:config=config/crd/bases
+	go run ./hack/crdtrim config/crd/bases/delivery.switchyard.dev_appreleases.yaml
 	hack/sync-chart.sh
 
 .PHONY: generate

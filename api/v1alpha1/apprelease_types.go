@@ -1,8 +1,11 @@
 package v1alpha1
 
 import (
+	"encoding/json"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utiljson "sigs.k8s.io/json"
 )
 
 // AppReleaseSpec is one CI build of an application, deployed into one environment,
@@ -12,11 +15,12 @@ import (
 // +kubebuilder:validation:XValidation:rule="has(self.build) == has(oldSelf.build)",message="build is immutable: apply a new AppRelease for another build"
 type AppReleaseSpec struct {
 	// app groups the releases of one application: they share one Service, one
-	// VirtualService and one DestinationRule named after it. A DNS-1123 label; immutable.
+	// VirtualService and one DestinationRule named after it. A DNS-1035 label
+	// (what a Service name must be: lower case, starting with a letter); immutable.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
-	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9]*[a-z0-9])?$`
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="app is immutable: apply a new AppRelease instead"
 	App string `json:"app"`
 
@@ -58,11 +62,13 @@ type AppReleaseSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="build is immutable: apply a new AppRelease for another build"
 	Build *int64 `json:"build,omitempty"`
 
-	// image is the container image of this build.
+	// image is the container image of this build, without surrounding spaces
+	// (the kubelet refuses such an image on every pod).
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=1024
 	// +kubebuilder:validation:XValidation:rule="self.trim() != ''",message="image must not be blank"
+	// +kubebuilder:validation:XValidation:rule="self == self.trim()",message="image must not begin or end with white space"
 	Image string `json:"image"`
 
 	// port is the container port the app listens on; the app's Service forwards
@@ -88,12 +94,43 @@ type AppReleaseSpec struct {
 
 	// template is merged under the generated pod template: its labels, annotations,
 	// volumes and containers are kept, and the container named "app" (added when
-	// missing) gets the image and port above.
+	// missing) gets the image and port above. Its schema is Kubernetes' own
+	// PodTemplateSpec, so a template Go cannot decode (an annotation value true
+	// instead of "true", a malformed quantity) is refused at apply time.
 	// +optional
-	// +kubebuilder:pruning:PreserveUnknownFields
-	// +kubebuilder:validation:Schemaless
-	// +kubebuilder:validation:Type=object
 	Template *corev1.PodTemplateSpec `json:"template,omitempty"`
+
+	// TemplateError is why spec.template could not be decoded, when it could
+	// not (an object stored before the CRD had a schema for it); the template
+	// is then nil. Never serialized: one such object must not stop the
+	// operator's informer, so it is decoded leniently and refused on its own.
+	TemplateError string `json:"-"`
+}
+
+// UnmarshalJSON decodes a spec, and one whose template does not decode
+// without the template, saying why in TemplateError: a single malformed
+// object must never fail the list that every release's informer decodes.
+func (s *AppReleaseSpec) UnmarshalJSON(b []byte) error {
+	type plain AppReleaseSpec
+	err := utiljson.UnmarshalCaseSensitivePreserveInts(b, (*plain)(s))
+	if err == nil {
+		return nil
+	}
+	var rest map[string]json.RawMessage
+	if utiljson.UnmarshalCaseSensitivePreserveInts(b, &rest) != nil || rest["template"] == nil {
+		return err
+	}
+	delete(rest, "template")
+	without, merr := json.Marshal(rest)
+	if merr != nil {
+		return err
+	}
+	*s = AppReleaseSpec{}
+	if err2 := utiljson.UnmarshalCaseSensitivePreserveInts(without, (*plain)(s)); err2 != nil {
+		return err2
+	}
+	s.TemplateError = err.Error()
+	return nil
 }
 
 // Canary is a release's share of its environment's traffic.
@@ -148,6 +185,15 @@ const (
 	ReasonNoHosts             = "NoHosts"
 	ReasonRouteBudgetExceeded = "RouteBudgetExceeded"
 	ReasonDeploymentConflict  = "DeploymentConflict"
+	// ReasonDeploymentRefused: the API server refused the release's Deployment
+	// (an invalid template, a quota, an admission policy); its message says why.
+	ReasonDeploymentRefused = "DeploymentRefused"
+	// ReasonInvalidTemplate: spec.template cannot be decoded (stored before the
+	// CRD had a schema for it).
+	ReasonInvalidTemplate = "InvalidTemplate"
+	// ReasonWriteRefused: the API server refused a write of the app's Service,
+	// VirtualService or DestinationRule that the release's routing needs.
+	ReasonWriteRefused = "WriteRefused"
 )
 
 // AppReleaseStatus is what Switchyard has made of a release.
@@ -169,6 +215,14 @@ type AppReleaseStatus struct {
 	// +optional
 	Subset string `json:"subset,omitempty"`
 
+	// drainingSince is when the last route to the release's subset left the
+	// app's VirtualService; the subset, and the release's pods, stay until
+	// drainingSince plus the operator's --drain-delay, so every proxy has the
+	// new routes first. Unset while routed, or once drained. Kept here so a
+	// drain survives an operator restart or a leader handover.
+	// +optional
+	DrainingSince *metav1.Time `json:"drainingSince,omitempty"`
+
 	// conditions: Ready is True once the release is routed as asked (or kept as
 	// a Standby rollback target); Reconciling while it progresses; Stalled when it
 	// cannot progress without a change elsewhere.
@@ -183,6 +237,7 @@ type AppReleaseStatus struct {
 // app's single VirtualService and DestinationRule.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 63",message="metadata.name must be at most 63 characters: it is the value of its Deployment's and pods' labels"
 // +kubebuilder:resource:shortName=ar,categories=switchyard
 // +kubebuilder:printcolumn:name="App",type=string,JSONPath=`.spec.app`
 // +kubebuilder:printcolumn:name="Env",type=string,JSONPath=`.spec.environment`

@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/switchyard-dev/switchyard/api/v1alpha1"
 	"github.com/switchyard-dev/switchyard/internal/metrics"
@@ -44,12 +45,16 @@ type AppReconciler struct {
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 
+	// refusals are the releases whose Deployment the API server refused,
+	// from the release controller.
+	refusals *refusals
+
 	// writesMu guards what the controller remembers of its own writes: each
-	// app's write allowance, the versions it wrote, and when routes changed.
+	// app's write allowance and the versions it wrote. (Drains are not
+	// remembered here: they live in the releases' status.)
 	writesMu sync.Mutex
 	buckets  map[client.ObjectKey]*bucket
 	written  map[string]string
-	routedAt map[client.ObjectKey]time.Time
 }
 
 func (r *AppReconciler) now() time.Time {
@@ -61,8 +66,9 @@ func (r *AppReconciler) now() time.Time {
 
 // appScope is what one rebuild of an app knows.
 type appScope struct {
-	// key is the app's namespace and name.
+	// key is the app's namespace and name; now the rebuild's time.
 	key client.ObjectKey
+	now time.Time
 	// releases are all of the app's AppReleases, by name.
 	releases map[string]*v1alpha1.AppRelease
 	// deployments are the releases' Deployments, by name.
@@ -73,12 +79,21 @@ type appScope struct {
 	vs      *networkingv1.VirtualService
 	dr      *networkingv1.DestinationRule
 	foreign []string
-	// decision is the routing the releases call for; owners, desiredDR and
-	// desiredVS are the shared objects it makes (desiredVS nil: no route).
+	// current is what the VirtualService serves now (incumbency); decision
+	// is the routing the releases call for; owners, desiredDR and desiredVS
+	// are the shared objects it makes (desiredVS nil: no route).
+	current   routing.Current
 	decision  routing.Decision
 	owners    []metav1.OwnerReference
 	desiredDR *networking.DestinationRule
 	desiredVS *networking.VirtualService
+	// drains is when each draining subset's last route left (from the
+	// releases' status.drainingSince, updated by this rebuild's writes).
+	drains map[string]time.Time
+	// writeErr is the first write of a shared object the API server refused
+	// for good (see persistent); transientErr the first that failed otherwise.
+	// Releases whose routing waits for it say so.
+	writeErr, transientErr error
 	// fp memoizes fingerprint.
 	fp uint64
 	// writing: this rebuild has begun writing; throttled: it was held back
@@ -92,7 +107,7 @@ type appScope struct {
 // Reconcile rebuilds one app's routing from all of its releases.
 func (r *AppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
 	ctx = ctrl.LoggerInto(ctx, ctrl.LoggerFrom(ctx).WithValues("app", req.Name))
-	s := &appScope{key: req.NamespacedName}
+	s := &appScope{key: req.NamespacedName, now: r.now()}
 	for _, load := range []func(context.Context, *appScope) error{r.loadReleases, r.loadDeployments, r.loadShared} {
 		if err := load(ctx, s); err != nil {
 			return ctrl.Result{}, err
@@ -100,14 +115,20 @@ func (r *AppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl
 	}
 	if len(s.releases) == 0 {
 		// The app is gone (its objects go with its last release, by owner
-		// reference): so is what the controller remembered of it.
-		r.forget(s.key)
-		return ctrl.Result{}, nil
+		// reference): its Deployments' pods may go once no route names them,
+		// and what the controller remembered of it goes too.
+		res, err := r.releaseDeployments(ctx, s)
+		if len(s.deployments) == 0 {
+			r.forget(s.key)
+		}
+		return res, err
 	}
-	s.decision = routing.Decide(routingInputs(s), r.Routing)
+	s.current = routing.CurrentOf(vsSpec(s.vs))
+	s.decision = routing.DecideFrom(routingInputs(s), s.current, r.Routing)
 	s.owners = ownerReferences(s.decision)
 	s.desiredDR = routing.MakeDestinationRule(s.key.Namespace, s.key.Name, s.decision)
 	s.desiredVS = routing.MakeVirtualService(s.key.Namespace, s.key.Name, s.decision, r.Routing)
+	s.drains = loadDrains(s)
 	start := time.Now()
 	defer func() {
 		result := "success"
@@ -118,27 +139,30 @@ func (r *AppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl
 		metrics.RebuildDuration.Observe(time.Since(start).Seconds())
 	}()
 	defer func() {
-		// Statuses say what was written; a failed write leaves them as they were
-		// (still true of the objects) and the rebuild is retried.
-		if retErr == nil && !s.throttled {
-			retErr = r.patchStatuses(ctx, s)
+		// Statuses say what was written, and why what was not written was
+		// not; a rebuild held back to coalesce a burst runs again soon.
+		if !s.throttled {
+			retErr = kerrors.NewAggregate([]error{retErr, r.patchStatuses(ctx, s)})
 		}
 	}()
 
+	// Every phase runs even when another failed: a refused VirtualService
+	// must not keep a release that can be drained from draining.
 	var errs []error
+	var res ctrl.Result
 	for _, phase := range []func(context.Context, *appScope) (ctrl.Result, error){
 		r.reconcileService,
 		r.reconcileRouting,
 		r.releaseDrained,
+		r.releaseDeployments,
 		r.pruneSuperseded,
 	} {
-		res, err := phase(ctx, s)
+		pr, err := phase(ctx, s)
 		if err != nil {
 			errs = append(errs, err)
-			break
 		}
-		if !res.IsZero() {
-			return res, nil
+		if pr.RequeueAfter > 0 {
+			res.RequeueAfter = minRequeue(res.RequeueAfter, pr.RequeueAfter)
 		}
 	}
 	if !s.writing && !s.throttled {
@@ -147,9 +171,61 @@ func (r *AppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl
 	}
 	if len(s.foreign) > 0 {
 		// A foreign object does not notify us when it goes: look again later.
-		return ctrl.Result{RequeueAfter: 30 * time.Second}, kerrors.NewAggregate(errs)
+		res.RequeueAfter = minRequeue(res.RequeueAfter, 30*time.Second)
 	}
-	return ctrl.Result{}, kerrors.NewAggregate(errs)
+	if err := kerrors.NewAggregate(errs); err != nil {
+		return ctrl.Result{}, err
+	}
+	return res, nil
+}
+
+// noteWriteError records a refused write of a shared object for the statuses.
+func (s *appScope) noteWriteError(err error) {
+	switch {
+	case persistent(err):
+		if s.writeErr == nil {
+			s.writeErr = err
+		}
+	case s.transientErr == nil:
+		s.transientErr = err
+	}
+}
+
+// loadDrains reads when each draining subset's last route left from its
+// release's status. A subset that is still defined, no longer routed and
+// whose release last said it was routed, without a drain start (the
+// operator stopped between the write and the status), drains from now.
+func loadDrains(s *appScope) map[string]time.Time {
+	routed := routing.RoutedSubsets(vsSpec(s.vs))
+	defined := routing.DefinedSubsets(drSpec(s.dr))
+	drains := map[string]time.Time{}
+	for _, rel := range s.releases {
+		subset := routing.SubsetName(rel.Name)
+		if !defined[subset] || routed[subset] {
+			continue
+		}
+		switch {
+		case rel.Status.DrainingSince != nil:
+			drains[subset] = rel.Status.DrainingSince.Time
+		case rel.Status.Phase == v1alpha1.PhaseLive && rel.Status.Weight > 0:
+			drains[subset] = s.now
+		}
+	}
+	return drains
+}
+
+func vsSpec(vs *networkingv1.VirtualService) *networking.VirtualService {
+	if vs == nil {
+		return nil
+	}
+	return &vs.Spec
+}
+
+func drSpec(dr *networkingv1.DestinationRule) *networking.DestinationRule {
+	if dr == nil {
+		return nil
+	}
+	return &dr.Spec
 }
 
 // fingerprint identifies the desired shared objects: a burst's changes are
@@ -177,8 +253,11 @@ func (s *appScope) fingerprint() uint64 {
 func routingInputs(s *appScope) []routing.Release {
 	in := make([]routing.Release, 0, len(s.releases))
 	for _, rel := range s.releases {
-		d := s.deployments[rel.Name]
-		owned := d != nil && metav1.IsControlledBy(d, rel)
+		var st deploymentState
+		if d := s.deployments[rel.Name]; d != nil {
+			st = stateOf(d)
+		}
+		owned := st.Owner != "" && st.Owner == rel.UID
 		wasRouted := rel.Status.Phase == v1alpha1.PhaseLive || rel.Status.Phase == v1alpha1.PhaseStandby
 		in = append(in, routing.Release{
 			Name:          rel.Name,
@@ -190,8 +269,8 @@ func routingInputs(s *appScope) []routing.Release {
 			Canary:        canaryWeight(rel),
 			Accepted:      controllerutil.ContainsFinalizer(rel, Finalizer),
 			HasDeployment: owned,
-			Available:     owned && (deploymentAvailable(d) || wasRouted && d.Status.AvailableReplicas > 0),
-			Failed:        owned && deploymentFailed(d),
+			Available:     owned && (st.available() || wasRouted && st.podsUp()),
+			Failed:        owned && st.Failed,
 			Deleting:      !rel.DeletionTimestamp.IsZero(),
 			Superseded:    rel.Status.Phase == v1alpha1.PhaseSuperseded,
 			WasRouted:     wasRouted,
@@ -199,6 +278,28 @@ func routingInputs(s *appScope) []routing.Release {
 		})
 	}
 	return in
+}
+
+// releaseState is everything the app controller reads of an AppRelease
+// beyond its spec (its generation stands for the spec): routingInputs,
+// loadDrains and the statuses read these, and the watch predicate passes a
+// change of any of them.
+type releaseState struct {
+	Generation    int64
+	Deleting      bool
+	Accepted      bool
+	Phase         v1alpha1.Phase
+	Weight        int32
+	DrainingSince time.Time
+}
+
+func releaseStateOf(rel *v1alpha1.AppRelease) releaseState {
+	st := releaseState{Generation: rel.Generation, Deleting: !rel.DeletionTimestamp.IsZero(),
+		Accepted: controllerutil.ContainsFinalizer(rel, Finalizer), Phase: rel.Status.Phase, Weight: rel.Status.Weight}
+	if rel.Status.DrainingSince != nil {
+		st.DrainingSince = rel.Status.DrainingSince.Time
+	}
+	return st
 }
 
 func canaryWeight(r *v1alpha1.AppRelease) *int32 {
@@ -225,30 +326,27 @@ func (r *AppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	})
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("app").
-		Watches(&v1alpha1.AppRelease{}, releaseToApp, builder.WithPredicates(releaseRoutingChanged)).
-		Watches(&appsv1.Deployment{}, byApp, builder.WithPredicates(deploymentAvailabilityChanged)).
+		Watches(&v1alpha1.AppRelease{}, releaseToApp, builder.WithPredicates(releaseChanged)).
+		Watches(&appsv1.Deployment{}, byApp, builder.WithPredicates(deploymentChanged)).
 		Watches(&corev1.Service{}, byApp).
 		Watches(&networkingv1.VirtualService{}, byApp, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&networkingv1.DestinationRule{}, byApp, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WatchesRawSource(source.Channel(r.refusals.changed, releaseToApp)).
 		Complete(r)
 }
 
-// releaseRoutingChanged passes the release changes that can change routing:
-// its spec, its deletion, its finalizers; not its status, which this
-// controller writes itself.
-var releaseRoutingChanged = predicate.Funcs{
+// releaseChanged passes a release change that changes anything the app
+// controller reads of it (releaseState).
+var releaseChanged = predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {
-		return e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration() ||
-			!e.ObjectOld.GetDeletionTimestamp().Equal(e.ObjectNew.GetDeletionTimestamp()) ||
-			len(e.ObjectOld.GetFinalizers()) != len(e.ObjectNew.GetFinalizers())
+		return releaseStateOf(e.ObjectOld.(*v1alpha1.AppRelease)) != releaseStateOf(e.ObjectNew.(*v1alpha1.AppRelease))
 	},
 }
 
-// deploymentAvailabilityChanged passes the Deployment changes the routing depends on.
-var deploymentAvailabilityChanged = predicate.Funcs{
+// deploymentChanged passes a Deployment change that changes anything the app
+// controller reads of it (deploymentState).
+var deploymentChanged = predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {
-		o, n := e.ObjectOld.(*appsv1.Deployment), e.ObjectNew.(*appsv1.Deployment)
-		return deploymentAvailable(o) != deploymentAvailable(n) || deploymentFailed(o) != deploymentFailed(n) ||
-			!o.DeletionTimestamp.Equal(n.DeletionTimestamp)
+		return stateOf(e.ObjectOld.(*appsv1.Deployment)) != stateOf(e.ObjectNew.(*appsv1.Deployment))
 	},
 }

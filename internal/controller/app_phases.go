@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -21,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
@@ -156,7 +156,9 @@ func (r *AppReconciler) reconcileService(ctx context.Context, s *appScope) (ctrl
 		return ctrl.Result{RequeueAfter: wait}, nil
 	}
 	if err := r.Apply(ctx, ac, client.FieldOwner(appFieldManager), client.ForceOwnership); err != nil {
-		return ctrl.Result{}, fmt.Errorf("apply Service %s: %w", s.key, err)
+		err = fmt.Errorf("apply Service %s: %w", s.key, err)
+		s.noteWriteError(err)
+		return ctrl.Result{}, err
 	}
 	metrics.Writes.WithLabelValues("Service", "apply").Inc()
 	r.remember(&corev1.Service{}, s.key, ptr.Deref(ac.ResourceVersion, ""))
@@ -170,8 +172,10 @@ func servicePortIsOurs(p corev1.ServicePort) bool {
 
 // reconcileRouting writes the VirtualService and DestinationRule, make before
 // break: first the DestinationRule with every new subset (keeping those the
-// current routes still name), then the VirtualService, then the
-// DestinationRule without the subsets no route names any more.
+// current routes still name, and those still draining), then the
+// VirtualService, then the DestinationRule without the subsets no route names
+// any more and whose drain has ended (routing.PlanSubsets). Each subset
+// drains on its own clock (routing.NextDrains), kept in its release's status.
 func (r *AppReconciler) reconcileRouting(ctx context.Context, s *appScope) (ctrl.Result, error) {
 	owners := s.owners
 	if len(owners) == 0 || len(s.foreign) > 0 {
@@ -181,32 +185,34 @@ func (r *AppReconciler) reconcileRouting(ctx context.Context, s *appScope) (ctrl
 		// half of the objects would send requests to undefined subsets.
 		return ctrl.Result{}, nil
 	}
-	desiredDR, desiredVS := s.desiredDR, s.desiredVS
-	for _, write := range []func() error{
-		func() error {
-			return r.applyDestinationRule(ctx, s, withRoutedSubsets(desiredDR, s, r.drainLeft(s.key) > 0), owners)
-		},
-		func() error {
-			return r.applyVirtualService(ctx, s, desiredVS, routedOwners(owners, desiredVS, s.decision))
-		},
-		func() error {
-			if wait := r.drainLeft(s.key); wait > 0 && len(desiredDR.Subsets) < len(s.dr.Spec.GetSubsets()) {
-				// Routes left the VirtualService moments ago; proxies may not
-				// have them yet. Subsets (and with them the pods) go later.
-				return errThrottled(wait)
-			}
-			return r.applyDestinationRule(ctx, s, desiredDR, owners)
-		},
-	} {
-		if err := write(); err != nil {
-			var t throttled
-			if errors.As(err, &t) {
-				return ctrl.Result{RequeueAfter: time.Duration(t)}, nil
-			}
-			return ctrl.Result{}, err
-		}
+	delay := r.Config.DrainDelay
+	before := routing.RoutedSubsets(vsSpec(s.vs))
+	first, _ := routing.PlanSubsets(s.desiredDR, drSpec(s.dr), before, s.drains, delay, s.now)
+	if err := r.applyDestinationRule(ctx, s, first, owners); err != nil {
+		return r.writeFailed(s, err)
 	}
-	return ctrl.Result{}, nil
+	if err := r.applyVirtualService(ctx, s, s.desiredVS, routedOwners(owners, s.desiredVS, s.decision)); err != nil {
+		return r.writeFailed(s, err)
+	}
+	after := routing.RoutedSubsets(vsSpec(s.vs))
+	s.drains = routing.NextDrains(s.drains, before, after, routing.DefinedSubsets(drSpec(s.dr)), s.now)
+	last, next := routing.PlanSubsets(s.desiredDR, drSpec(s.dr), after, s.drains, delay, s.now)
+	if err := r.applyDestinationRule(ctx, s, last, owners); err != nil {
+		return r.writeFailed(s, err)
+	}
+	s.drains = routing.NextDrains(s.drains, nil, nil, routing.DefinedSubsets(drSpec(s.dr)), s.now)
+	// Come back when the next drain ends, to take its subset out.
+	return ctrl.Result{RequeueAfter: next}, nil
+}
+
+// writeFailed turns a failed or held-back write into the rebuild's result.
+func (r *AppReconciler) writeFailed(s *appScope, err error) (ctrl.Result, error) {
+	var t throttled
+	if errors.As(err, &t) {
+		return ctrl.Result{RequeueAfter: time.Duration(t)}, nil
+	}
+	s.noteWriteError(err)
+	return ctrl.Result{}, err
 }
 
 // remember records the newest resourceVersion this controller knows an object
@@ -235,7 +241,6 @@ func (r *AppReconciler) forget(key client.ObjectKey) {
 	r.writesMu.Lock()
 	defer r.writesMu.Unlock()
 	delete(r.buckets, key)
-	delete(r.routedAt, key)
 	for _, obj := range []client.Object{&corev1.Service{}, &networkingv1.VirtualService{}, &networkingv1.DestinationRule{}} {
 		delete(r.written, fmt.Sprintf("%T/%s", obj, key))
 	}
@@ -246,23 +251,6 @@ func (r *AppReconciler) seen(obj client.Object) bool {
 	defer r.writesMu.Unlock()
 	rv, ok := r.written[fmt.Sprintf("%T/%s", obj, client.ObjectKeyFromObject(obj))]
 	return !ok || rv == obj.GetResourceVersion()
-}
-
-// markRouted notes when an app's routes last changed; drainLeft is how long
-// its subsets must still stay defined for proxies to catch up.
-func (r *AppReconciler) markRouted(key client.ObjectKey) {
-	r.writesMu.Lock()
-	defer r.writesMu.Unlock()
-	if r.routedAt == nil {
-		r.routedAt = map[client.ObjectKey]time.Time{}
-	}
-	r.routedAt[key] = r.now()
-}
-
-func (r *AppReconciler) drainLeft(key client.ObjectKey) time.Duration {
-	r.writesMu.Lock()
-	defer r.writesMu.Unlock()
-	return r.routedAt[key].Add(r.Config.DrainDelay).Sub(r.now())
 }
 
 // throttled asks for the rebuild to be retried after a while.
@@ -357,46 +345,10 @@ type bucket struct {
 // referencedSubsets are the subsets the app's own VirtualService routes to or
 // its own DestinationRule defines, as last read or written.
 func referencedSubsets(s *appScope) map[string]bool {
-	out := map[string]bool{}
-	if s.vs != nil {
-		for _, h := range s.vs.Spec.GetHttp() {
-			for _, d := range h.GetRoute() {
-				out[d.GetDestination().GetSubset()] = true
-			}
-		}
+	out := routing.RoutedSubsets(vsSpec(s.vs))
+	for name := range routing.DefinedSubsets(drSpec(s.dr)) {
+		out[name] = true
 	}
-	if s.dr != nil {
-		for _, ss := range s.dr.Spec.GetSubsets() {
-			out[ss.GetName()] = true
-		}
-	}
-	return out
-}
-
-// withRoutedSubsets adds to the desired DestinationRule the current subsets
-// that the current VirtualService still routes to, and, while routes that
-// left moments ago drain (draining), every current subset.
-func withRoutedSubsets(desired *networking.DestinationRule, s *appScope, draining bool) *networking.DestinationRule {
-	if s.dr == nil || (s.vs == nil && !draining) {
-		return desired
-	}
-	routed := map[string]bool{}
-	for _, h := range s.vs.Spec.GetHttp() {
-		for _, d := range h.GetRoute() {
-			routed[d.GetDestination().GetSubset()] = true
-		}
-	}
-	out := proto.Clone(desired).(*networking.DestinationRule)
-	have := map[string]bool{}
-	for _, ss := range out.Subsets {
-		have[ss.Name] = true
-	}
-	for _, ss := range s.dr.Spec.GetSubsets() {
-		if (routed[ss.GetName()] || draining) && !have[ss.GetName()] {
-			out.Subsets = append(out.Subsets, proto.Clone(ss).(*networking.Subset))
-		}
-	}
-	slices.SortFunc(out.Subsets, func(a, b *networking.Subset) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
@@ -437,7 +389,6 @@ func (r *AppReconciler) applyVirtualService(ctx context.Context, s *appScope, sp
 		}
 		metrics.Writes.WithLabelValues("VirtualService", "delete").Inc()
 		r.remember(s.vs, s.key, "")
-		r.markRouted(s.key)
 		log.Info("Deleted VirtualService: no release can be routed", "virtualService", klog.KObj(s.vs))
 		s.vs = nil
 		return nil
@@ -458,7 +409,6 @@ func (r *AppReconciler) applyVirtualService(ctx context.Context, s *appScope, sp
 	}
 	metrics.Writes.WithLabelValues("VirtualService", "apply").Inc()
 	r.remember(obj, s.key, obj.ResourceVersion)
-	r.markRouted(s.key)
 	log.Info("Applied VirtualService", "virtualService", klog.KObj(obj), "routes", len(spec.Http), "took", time.Since(start))
 	s.vs = obj
 	r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "RoutesUpdated", "Apply", "Routes: %s", routeSummary(spec))
@@ -489,6 +439,7 @@ func (r *AppReconciler) applyIstio(ctx context.Context, ac any, obj client.Objec
 func (r *AppReconciler) releaseDrained(ctx context.Context, s *appScope) (ctrl.Result, error) {
 	live := len(s.decision.Live) > 0
 	referenced := referencedSubsets(s)
+	var errs []error
 	for _, name := range sortedNames(s.releases) {
 		rel := s.releases[name]
 		if rel.DeletionTimestamp.IsZero() || !controllerutil.ContainsFinalizer(rel, Finalizer) {
@@ -502,13 +453,49 @@ func (r *AppReconciler) releaseDrained(ctx context.Context, s *appScope) (ctrl.R
 		patch := client.MergeFromWithOptions(rel.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		controllerutil.RemoveFinalizer(rel, Finalizer)
 		if err := r.Patch(ctx, rel, patch); client.IgnoreNotFound(err) != nil {
-			return ctrl.Result{}, fmt.Errorf("remove finalizer of AppRelease %s: %w", klog.KObj(rel), err)
+			errs = append(errs, fmt.Errorf("remove finalizer of AppRelease %s: %w", klog.KObj(rel), err))
+			continue
 		}
 		r.Recorder.Eventf(rel, nil, corev1.EventTypeNormal, "Drained", "Delete",
 			"Routes and subset removed from %s; the release and its Deployment may go", s.key.Name)
 		delete(s.releases, name)
 	}
-	return ctrl.Result{}, nil
+	return ctrl.Result{}, kerrors.NewAggregate(errs)
+}
+
+// releaseDeployments drops the drain finalizer of every Deployment being
+// deleted (its release deleted in the foreground or gone, a person, a
+// superseded release) once no route of the app's VirtualService, as last read
+// or written, names its subset and the subset's drain has ended: only then may
+// its pods go.
+func (r *AppReconciler) releaseDeployments(ctx context.Context, s *appScope) (ctrl.Result, error) {
+	routed := routing.RoutedSubsets(vsSpec(s.vs))
+	var res ctrl.Result
+	var errs []error
+	for _, name := range sortedNames(s.deployments) {
+		d := s.deployments[name]
+		if d.DeletionTimestamp.IsZero() || !controllerutil.ContainsFinalizer(d, Finalizer) {
+			continue
+		}
+		subset := routing.SubsetName(name)
+		if routed[subset] {
+			continue
+		}
+		if start, ok := s.drains[subset]; ok {
+			if left := start.Add(r.Config.DrainDelay).Sub(s.now); left > 0 {
+				res.RequeueAfter = minRequeue(res.RequeueAfter, left)
+				continue
+			}
+		}
+		patch := client.MergeFromWithOptions(d.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		controllerutil.RemoveFinalizer(d, Finalizer)
+		if err := r.Patch(ctx, d, patch); client.IgnoreNotFound(err) != nil {
+			errs = append(errs, fmt.Errorf("remove finalizer of Deployment %s: %w", klog.KObj(d), err))
+			continue
+		}
+		ctrl.LoggerFrom(ctx).Info("Released a drained Deployment", "deployment", klog.KObj(d))
+	}
+	return res, kerrors.NewAggregate(errs)
 }
 
 // pruneSuperseded deletes superseded releases (with --prune-superseded) once

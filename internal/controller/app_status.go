@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	networking "istio.io/api/networking/v1alpha3"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"time"
 
 	"github.com/switchyard-dev/switchyard/api/v1alpha1"
 	"github.com/switchyard-dev/switchyard/internal/routing"
@@ -23,36 +25,23 @@ import (
 // with an event for every change of phase or refusal.
 func (r *AppReconciler) patchStatuses(ctx context.Context, s *appScope) error {
 	var errs []error
-	referenced := referencedSubsets(s)
 	for _, name := range sortedNames(s.releases) {
 		rel := s.releases[name]
-		o := s.decision.Outcomes[name]
 		if rel.Status.Phase == "" && rel.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(rel, Finalizer) {
 			// The release controller has not taken it in yet (it is adding the
 			// finalizer): its first status waits for that, rather than race it.
 			continue
 		}
-		if o.Phase == v1alpha1.PhaseSuperseded && rel.Status.Phase != v1alpha1.PhaseSuperseded && referenced[routing.SubsetName(name)] {
-			// Its route or subset has not left the app's objects yet (the
-			// drain delay): Superseded, which lets its Deployment go, waits.
-			continue
+		want := r.desiredStatus(s, rel)
+		var drainingSince *metav1.Time
+		if t, ok := s.drains[routing.SubsetName(name)]; ok {
+			// A status holds whole seconds: round up, never shortening a drain.
+			if whole := t.Truncate(time.Second); !whole.Equal(t) {
+				t = whole.Add(time.Second)
+			}
+			drainingSince = &metav1.Time{Time: t}
 		}
-		if len(s.foreign) > 0 && o.Phase != v1alpha1.PhaseRetiring && o.Phase != v1alpha1.PhaseSuperseded {
-			o = foreignOutcome(o, s.key, s.foreign)
-		}
-		if d := s.deployments[name]; o.Ready && (o.Phase == v1alpha1.PhaseLive || o.Phase == v1alpha1.PhaseStandby) &&
-			(d == nil || !rolledOut(d, rel)) {
-			// Routed, but its pods do not all run its current spec yet.
-			o.Ready, o.Reason = false, v1alpha1.ReasonRollingOut
-			o.Message = "its Deployment is rolling out the current spec; " + o.Message
-		}
-		want := rel.Status.DeepCopy()
-		if rel.Status.Phase == v1alpha1.PhaseSuperseded && o.Phase == v1alpha1.PhaseSuperseded {
-			// Final: it keeps the reason it was superseded for.
-			want.ObservedGeneration = rel.Generation
-		} else {
-			setStatus(want, o, rel.Generation)
-		}
+		want.DrainingSince = drainingSince
 		if equality.Semantic.DeepEqual(want, &rel.Status) {
 			continue
 		}
@@ -64,15 +53,87 @@ func (r *AppReconciler) patchStatuses(ctx context.Context, s *appScope) error {
 			errs = append(errs, fmt.Errorf("patch status of AppRelease %s: %w", klog.KObj(rel), err))
 			continue
 		}
-		if before != o.Phase || beforeReason != o.Reason {
-			eventType := "Normal"
-			if o.Stalled && (o.Phase != v1alpha1.PhaseSuperseded || o.Reason == v1alpha1.ReasonOlderBuild) {
-				eventType = "Warning"
+		if after := readyReason(want); before != want.Phase || beforeReason != after {
+			eventType := corev1.EventTypeNormal
+			stalled := meta.IsStatusConditionTrue(want.Conditions, v1alpha1.ConditionStalled)
+			if stalled && (want.Phase != v1alpha1.PhaseSuperseded || after == v1alpha1.ReasonOlderBuild) {
+				eventType = corev1.EventTypeWarning
 			}
-			r.Recorder.Eventf(rel, nil, eventType, o.Reason, "Route", "%s", truncate(fmt.Sprintf("%s (phase %s, weight %d%%)", o.Message, o.Phase, o.Weight)))
+			msg := ""
+			if c := meta.FindStatusCondition(want.Conditions, v1alpha1.ConditionReady); c != nil {
+				msg = c.Message
+			}
+			r.Recorder.Eventf(rel, nil, eventType, after, "Route", "%s", truncate(fmt.Sprintf("%s (phase %s, weight %d%%)", msg, want.Phase, want.Weight)))
 		}
 	}
 	return kerrors.NewAggregate(errs)
+}
+
+// desiredStatus is the status a release's outcome calls for, with what the
+// decision cannot know laid over it: a foreign object, a refused Deployment, a
+// rollout not finished, a refused or failed write of the app's objects.
+func (r *AppReconciler) desiredStatus(s *appScope, rel *v1alpha1.AppRelease) *v1alpha1.AppReleaseStatus {
+	name := rel.Name
+	o := s.decision.Outcomes[name]
+	want := rel.Status.DeepCopy()
+	if rel.Status.Phase == v1alpha1.PhaseSuperseded && o.Phase == v1alpha1.PhaseSuperseded {
+		// Final: it keeps the reason it was superseded for.
+		want.ObservedGeneration = rel.Generation
+		return want
+	}
+	if o.Phase == v1alpha1.PhaseSuperseded && referencedSubsets(s)[routing.SubsetName(name)] {
+		// Its route or subset has not left the app's objects yet (the drain
+		// delay): Superseded, which lets its Deployment go, waits.
+		return want
+	}
+	if len(s.foreign) > 0 && o.Phase != v1alpha1.PhaseRetiring && o.Phase != v1alpha1.PhaseSuperseded {
+		o = foreignOutcome(o, s.key, s.foreign)
+	}
+	if why, ok := r.refusals.get(rel); ok && o.Phase != v1alpha1.PhaseRetiring && o.Phase != v1alpha1.PhaseSuperseded {
+		o = refusedOutcome(o, why)
+	}
+	if d := s.deployments[name]; o.Ready && (o.Phase == v1alpha1.PhaseLive || o.Phase == v1alpha1.PhaseStandby) &&
+		(d == nil || !stateOf(d).rolledOut(MakeDeployment(rel).Annotations[annotationSpecHash])) {
+		// Routed, but its pods do not all run its current spec yet.
+		o.Ready, o.Reason = false, v1alpha1.ReasonRollingOut
+		o.Message = "its Deployment is rolling out the current spec; " + o.Message
+	}
+	if err := s.writeErr; err != nil && o.Phase != v1alpha1.PhaseRetiring && (o.Phase != rel.Status.Phase || o.Weight != rel.Status.Weight) {
+		// Its routing waits for a write the API server refuses: it is
+		// served as its status says, not as the decision would have it.
+		setStatus(want, writeRefusedOutcome(rel.Status, err), rel.Generation)
+		return want
+	}
+	if s.transientErr != nil && (o.Phase != rel.Status.Phase || o.Weight != rel.Status.Weight) {
+		// Retried at once: its status stays as it is until the write lands.
+		return want
+	}
+	setStatus(want, o, rel.Generation)
+	return want
+}
+
+// refusedOutcome: the API server refused the release's Deployment (or the
+// release's template cannot be decoded); the release says why, Stalled until
+// the release or what refused it changes. A release routed before keeps its
+// traffic (its previous Deployment still serves).
+func refusedOutcome(o routing.Outcome, why refusal) routing.Outcome {
+	if o.Phase == v1alpha1.PhasePending || o.Phase == v1alpha1.PhaseProgressing {
+		o.Phase, o.Weight = v1alpha1.PhaseFailed, 0
+	}
+	o.Ready, o.Stalled, o.Reason, o.Message = false, true, why.Reason, why.Message
+	return o
+}
+
+// writeRefusedOutcome: the release's routing waits for a write of the app's
+// objects that the API server refuses; it keeps its phase and weight.
+func writeRefusedOutcome(st v1alpha1.AppReleaseStatus, err error) routing.Outcome {
+	phase := st.Phase
+	if phase == "" {
+		phase = v1alpha1.PhasePending
+	}
+	return routing.Outcome{Phase: phase, Weight: st.Weight, Subset: st.Subset, Stalled: true,
+		Reason:  v1alpha1.ReasonWriteRefused,
+		Message: truncate("the app's routing cannot be written, so this release is served as before: " + err.Error())}
 }
 
 // foreignOutcome: a shared object named like the app is not Switchyard's, so

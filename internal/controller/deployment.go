@@ -1,13 +1,18 @@
 package controller
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"slices"
+	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
 	"github.com/switchyard-dev/switchyard/api/v1alpha1"
@@ -23,6 +28,11 @@ const (
 	// annotationSpecHash records the desired Deployment a write carried, so an
 	// unchanged release is never written again.
 	annotationSpecHash = "switchyard.dev/spec-hash"
+	// annotationEditedBy is set by the cache (never written to the API server)
+	// on a Deployment whose spec another field manager changed after
+	// Switchyard's last apply (kubectl set image, kubectl scale, an edit): the
+	// release controller puts it back.
+	annotationEditedBy = "switchyard.dev/edited-by"
 )
 
 // MakeDeployment is the desired Deployment of a release: its pod template is
@@ -50,6 +60,10 @@ func MakeDeployment(r *v1alpha1.AppRelease) *appsv1.Deployment {
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      r.Name,
 			Namespace: r.Namespace,
+			// The pods go only once their routes have drained, whatever
+			// deletes the Deployment (a foreground delete of the release, a
+			// person): the app controller removes it then.
+			Finalizers: []string{Finalizer},
 			Labels: map[string]string{
 				LabelManagedBy: ManagedByValue, LabelApp: r.Spec.App, LabelRelease: r.Name,
 			},
@@ -95,30 +109,77 @@ func withAppContainer(cs []corev1.Container, image string, port int32) []corev1.
 
 func specHash(d *appsv1.Deployment) string {
 	b, _ := json.Marshal(struct {
-		Labels map[string]string
-		Owners []metav1.OwnerReference
-		Spec   appsv1.DeploymentSpec
-	}{d.Labels, d.OwnerReferences, d.Spec})
+		Labels     map[string]string
+		Owners     []metav1.OwnerReference
+		Finalizers []string
+		Spec       appsv1.DeploymentSpec
+	}{d.Labels, d.OwnerReferences, d.Finalizers, d.Spec})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
 }
 
-// deploymentAvailable: the Deployment reports Available for its current spec
-// and has a pod up. It admits a release to routing; once routed, a release
-// stays routable while any of its pods is up (a Deployment reports itself
-// unavailable as soon as one pod too many is down, and during every rollout).
-func deploymentAvailable(d *appsv1.Deployment) bool {
-	if d.Status.ObservedGeneration < d.Generation || d.Status.AvailableReplicas < 1 {
-		return false
-	}
-	c := deploymentCondition(d, appsv1.DeploymentAvailable)
-	return c != nil && c.Status == corev1.ConditionTrue
+// deploymentState is everything the app controller reads of a Deployment:
+// the routing decision, the status and the watch predicate all derive from
+// it, so no input can change without a rebuild (a predicate that passed fewer
+// fields once left a release routed after its last pod was gone).
+type deploymentState struct {
+	// Owner is the uid of the AppRelease that controls it.
+	Owner types.UID
+	// Deleting: the Deployment has a deletion timestamp.
+	Deleting bool
+	// Finalized: it still carries Switchyard's drain finalizer.
+	Finalized bool
+	// SpecHash is the annotationSpecHash of the desired Deployment it runs.
+	SpecHash string
+	// Generation, ObservedGeneration and the replica counts tell a finished
+	// rollout; Available and Failed are its conditions.
+	Generation, ObservedGeneration                       int64
+	Replicas, StatusReplicas, Updated, AvailableReplicas int32
+	Available, Failed                                    bool
 }
 
-// deploymentFailed: the Deployment gave up progressing.
-func deploymentFailed(d *appsv1.Deployment) bool {
-	c := deploymentCondition(d, appsv1.DeploymentProgressing)
-	return c != nil && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded"
+// stateOf reads a Deployment's deploymentState.
+func stateOf(d *appsv1.Deployment) deploymentState {
+	st := deploymentState{
+		Deleting:           !d.DeletionTimestamp.IsZero(),
+		Finalized:          slices.Contains(d.Finalizers, Finalizer),
+		SpecHash:           d.Annotations[annotationSpecHash],
+		Generation:         d.Generation,
+		ObservedGeneration: d.Status.ObservedGeneration,
+		Replicas:           ptr.Deref(d.Spec.Replicas, 1),
+		StatusReplicas:     d.Status.Replicas,
+		Updated:            d.Status.UpdatedReplicas,
+		AvailableReplicas:  d.Status.AvailableReplicas,
+	}
+	if ref := metav1.GetControllerOf(d); ref != nil {
+		st.Owner = ref.UID
+	}
+	c := deploymentCondition(d, appsv1.DeploymentAvailable)
+	st.Available = c != nil && c.Status == corev1.ConditionTrue
+	c = deploymentCondition(d, appsv1.DeploymentProgressing)
+	st.Failed = c != nil && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded"
+	return st
+}
+
+// available: the Deployment reports Available for its current spec and has a
+// pod up, and is not being deleted. It admits a release to routing; once
+// routed, a release stays routable while any of its pods is up (a Deployment
+// reports itself unavailable as soon as one pod too many is down, and during
+// every rollout).
+func (st deploymentState) available() bool {
+	return !st.Deleting && st.ObservedGeneration >= st.Generation && st.AvailableReplicas >= 1 && st.Available
+}
+
+// podsUp: at least one pod is available and the Deployment is not being deleted.
+func (st deploymentState) podsUp() bool {
+	return !st.Deleting && st.AvailableReplicas > 0
+}
+
+// rolledOut: the Deployment runs the release's current spec (wantHash) on
+// all its replicas, so Ready can say the release is as asked.
+func (st deploymentState) rolledOut(wantHash string) bool {
+	return st.SpecHash == wantHash && st.ObservedGeneration >= st.Generation &&
+		st.Updated == st.Replicas && st.StatusReplicas == st.Updated
 }
 
 func deploymentCondition(d *appsv1.Deployment, t appsv1.DeploymentConditionType) *appsv1.DeploymentCondition {
@@ -130,10 +191,27 @@ func deploymentCondition(d *appsv1.Deployment, t appsv1.DeploymentConditionType)
 	return nil
 }
 
-// rolledOut: the Deployment runs the release's current spec on all its
-// replicas, so Ready can say the release is as asked.
-func rolledOut(d *appsv1.Deployment, r *v1alpha1.AppRelease) bool {
-	want := MakeDeployment(r).Annotations[annotationSpecHash]
-	return d.Annotations[annotationSpecHash] == want && d.Status.ObservedGeneration >= d.Generation &&
-		d.Status.UpdatedReplicas == ptr.Deref(d.Spec.Replicas, 1) && d.Status.Replicas == d.Status.UpdatedReplicas
+// editedBy names the field managers that changed the Deployment's spec (or
+// its scale) after Switchyard's own last apply, from its managedFields; ""
+// when none did. The deployment controller writes only status and
+// annotations, so it never counts.
+func editedBy(d *appsv1.Deployment) string {
+	var ours time.Time
+	for _, m := range d.ManagedFields {
+		if m.Manager == releaseFieldManager && m.Operation == metav1.ManagedFieldsOperationApply && m.Time != nil && m.Time.After(ours) {
+			ours = m.Time.Time
+		}
+	}
+	var who []string
+	for _, m := range d.ManagedFields {
+		if m.Manager == releaseFieldManager || (m.Subresource != "" && m.Subresource != "scale") ||
+			m.FieldsV1 == nil || !bytes.Contains(m.FieldsV1.Raw, []byte(`"f:spec"`)) {
+			continue
+		}
+		if m.Time == nil || !m.Time.Time.Before(ours) {
+			who = append(who, m.Manager)
+		}
+	}
+	slices.Sort(who)
+	return strings.Join(slices.Compact(who), ",")
 }

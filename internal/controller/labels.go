@@ -86,10 +86,12 @@ func Setup(ctx context.Context, mgr manager.Manager, opts routing.Options, cfg C
 	if err := SetupIndexes(ctx, mgr); err != nil {
 		return fmt.Errorf("index AppReleases: %w", err)
 	}
-	if err := (&ReleaseReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("switchyard-release")}).SetupWithManager(mgr); err != nil {
+	refused := newRefusals()
+	if err := (&ReleaseReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), refusals: refused,
+		Recorder: mgr.GetEventRecorder("switchyard-release")}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the release controller: %w", err)
 	}
-	app := &AppReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
+	app := &AppReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), refusals: refused,
 		Recorder: mgr.GetEventRecorder("switchyard-app"), Routing: opts, Config: cfg}
 	if err := app.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the app controller: %w", err)
@@ -115,8 +117,9 @@ func CacheOptions() cache.Options {
 }
 
 // slimDeployment keeps of a cached Deployment what the controllers read: its
-// metadata (owner, labels, the spec-hash annotation, generation), its replica
-// count and its status. The pod template, selector and strategy (half of a
+// metadata (owner, labels, finalizers, the spec-hash annotation, generation),
+// its replica count and its status, and notes in annotationEditedBy who else
+// changed its spec (read from the managedFields it then drops). The pod template, selector and strategy (half of a
 // Deployment's memory) are dropped: a cached Deployment is compared by
 // annotationSpecHash, never by its template, and written only by server-side
 // apply of a whole desired object.
@@ -124,6 +127,12 @@ func slimDeployment(obj any) (any, error) {
 	d, ok := obj.(*appsv1.Deployment)
 	if !ok {
 		return obj, nil
+	}
+	if who := editedBy(d); who != "" {
+		if d.Annotations == nil {
+			d.Annotations = map[string]string{}
+		}
+		d.Annotations[annotationEditedBy] = who
 	}
 	d.ManagedFields = nil
 	d.Spec = appsv1.DeploymentSpec{Replicas: d.Spec.Replicas}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -18,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/switchyard-dev/switchyard/api/v1alpha1"
 )
@@ -28,7 +30,13 @@ import (
 // The app controller drains deleted releases and writes their status.
 type ReleaseReconciler struct {
 	client.Client
-	Recorder events.EventRecorder
+	// APIReader reads past the cache, which holds only Switchyard's
+	// Deployments: it finds a Deployment of the release's name that someone
+	// else created.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	// refusals passes what the API server refused to the app controller.
+	refusals *refusals
 }
 
 // +kubebuilder:rbac:groups=delivery.switchyard.dev,resources=appreleases,verbs=get;list;watch;patch;delete
@@ -42,6 +50,9 @@ type ReleaseReconciler struct {
 func (r *ReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	release := &v1alpha1.AppRelease{}
 	if err := r.Get(ctx, req.NamespacedName, release); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.refusals.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	ctx = ctrl.LoggerInto(ctx, ctrl.LoggerFrom(ctx).WithValues("app", release.Spec.App))
@@ -67,25 +78,73 @@ func (r *ReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	if release.Status.Phase == v1alpha1.PhaseSuperseded {
 		return ctrl.Result{}, r.deleteDeployment(ctx, release)
 	}
-	return r.applyDeployment(ctx, release)
+	if release.Spec.TemplateError != "" {
+		// Stored before the CRD had a schema for it: only a new spec helps.
+		r.refusals.set(release, &refusal{Generation: release.Generation, Reason: v1alpha1.ReasonInvalidTemplate,
+			Message: "spec.template cannot be decoded: " + release.Spec.TemplateError + "; apply a corrected release"})
+		return ctrl.Result{}, nil
+	}
+	res, err := r.applyDeployment(ctx, release)
+	switch {
+	case err == nil:
+	case apierrors.IsInvalid(err) || apierrors.IsBadRequest(err):
+		// Only a change of the release can help: no hot retry loop.
+		r.refusals.set(release, &refusal{Generation: release.Generation, Reason: v1alpha1.ReasonDeploymentRefused,
+			Message: "the API server refused its Deployment: " + err.Error()})
+		return ctrl.Result{}, reconcile.TerminalError(err)
+	case persistent(err):
+		// A quota, an admission policy, RBAC: retried with backoff, as that may change.
+		r.refusals.set(release, &refusal{Generation: release.Generation, Reason: v1alpha1.ReasonDeploymentRefused,
+			Message: "the API server refused its Deployment: " + err.Error()})
+		return ctrl.Result{}, err
+	default:
+		return ctrl.Result{}, err
+	}
+	return res, nil
 }
 
-// applyDeployment writes the release's Deployment when it differs from the spec.
+// applyDeployment writes the release's Deployment when it differs from the
+// spec, or when someone else changed it since Switchyard's last write.
 func (r *ReleaseReconciler) applyDeployment(ctx context.Context, release *v1alpha1.AppRelease) (ctrl.Result, error) {
 	desired := MakeDeployment(release)
 	current := &appsv1.Deployment{}
 	err := r.Get(ctx, client.ObjectKeyFromObject(desired), current)
-	switch {
-	case apierrors.IsNotFound(err):
-	case err != nil:
+	if apierrors.IsNotFound(err) {
+		// The cache holds only Switchyard's Deployments: look for anyone else's.
+		err = r.APIReader.Get(ctx, client.ObjectKeyFromObject(desired), current)
+		if apierrors.IsNotFound(err) {
+			current = nil
+			err = nil
+		}
+	}
+	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("get Deployment %s: %w", klog.KObj(desired), err)
+	}
+	var editor string
+	switch {
+	case current == nil:
 	case !metav1.IsControlledBy(current, release):
-		// A Deployment of an earlier release of the same name is still being
-		// garbage-collected; wait for it rather than fight over it.
-		ctrl.LoggerFrom(ctx).Info("Waiting for a Deployment of the same name to go", "deployment", klog.KObj(current))
-		return ctrl.Result{RequeueAfter: 2 * time.Second}, nil
-	case current.Annotations[annotationSpecHash] == desired.Annotations[annotationSpecHash]:
+		if ref := metav1.GetControllerOf(current); ref != nil && ref.Kind == "AppRelease" && ref.Name == release.Name &&
+			current.Labels[LabelManagedBy] == ManagedByValue {
+			// A Deployment of an earlier release of the same name, on its
+			// way out (its routes drain first): wait for it rather than fight.
+			ctrl.LoggerFrom(ctx).Info("Waiting for a Deployment of an earlier release of the same name to go", "deployment", klog.KObj(current))
+			r.refusals.set(release, nil)
+			return ctrl.Result{RequeueAfter: 2 * time.Second}, nil
+		}
+		r.refusals.set(release, &refusal{Generation: release.Generation, Reason: v1alpha1.ReasonDeploymentConflict,
+			Message: fmt.Sprintf("Deployment %s already exists and was not created by Switchyard for this release: it is left untouched; delete or rename it, or rename the release", klog.KObj(current))})
 		return ctrl.Result{}, nil
+	case !current.DeletionTimestamp.IsZero():
+		// It is being deleted: its pods go once their routes have drained,
+		// and a new one is made after.
+		return ctrl.Result{}, nil
+	default:
+		editor = current.Annotations[annotationEditedBy]
+		if current.Annotations[annotationSpecHash] == desired.Annotations[annotationSpecHash] && editor == "" {
+			r.refusals.set(release, nil)
+			return ctrl.Result{}, nil
+		}
 	}
 	u, err := toUnstructured(desired)
 	if err != nil {
@@ -93,6 +152,15 @@ func (r *ReleaseReconciler) applyDeployment(ctx context.Context, release *v1alph
 	}
 	if err := r.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(releaseFieldManager), client.ForceOwnership); err != nil {
 		return ctrl.Result{}, fmt.Errorf("apply Deployment %s: %w", klog.KObj(desired), err)
+	}
+	r.refusals.set(release, nil)
+	if editor != "" && current.Annotations[annotationSpecHash] == desired.Annotations[annotationSpecHash] {
+		if gen, _, _ := unstructured.NestedInt64(u.Object, "metadata", "generation"); gen != current.Generation {
+			r.Recorder.Eventf(release, current, corev1.EventTypeWarning, "DeploymentReverted", "Apply",
+				"Deployment %s was changed by %s; put back as the release asks (change the AppRelease instead)", current.Name, editor)
+		}
+		ctrl.LoggerFrom(ctx).Info("Put back a Deployment changed by someone else", "deployment", klog.KObj(desired), "editedBy", editor)
+		return ctrl.Result{}, nil
 	}
 	ctrl.LoggerFrom(ctx).Info("Applied Deployment", "deployment", klog.KObj(desired), "image", release.Spec.Image)
 	return ctrl.Result{}, nil

@@ -23,8 +23,17 @@ type Decision struct {
 	Live []Release
 }
 
-// Decide routes an app's releases. It never mutates its input.
+// Decide routes an app's releases as if nothing were served yet (see
+// DecideFrom). It never mutates its input.
 func Decide(releases []Release, opts Options) Decision {
+	return DecideFrom(releases, Current{}, opts)
+}
+
+// DecideFrom routes an app's releases, given what is served now (cur): a
+// host claimed by two environments stays with the one serving it, and a
+// branch that is served keeps its route within the budget. It never mutates
+// its input.
+func DecideFrom(releases []Release, cur Current, opts Options) Decision {
 	d := Decision{Outcomes: make(map[string]Outcome, len(releases)),
 		Live: make([]Release, 0, len(releases)), Subsets: make([]Destination, 0, len(releases))}
 	perEnv := map[string]int{}
@@ -56,7 +65,7 @@ func Decide(releases []Release, opts Options) Decision {
 		splits[env] = decideEnvironment(byEnv[env], opts, d.Outcomes)
 		branches[env] = decideBranches(byEnv[env], d.Outcomes)
 	}
-	hosts := decideHosts(envs, byEnv, d.Outcomes)
+	hosts := decideHosts(envs, byEnv, cur, d.Outcomes)
 
 	for _, env := range envs {
 		for _, r := range byEnv[env] {
@@ -77,27 +86,29 @@ func Decide(releases []Release, opts Options) Decision {
 	}
 	slices.SortFunc(d.Live, func(a, b Release) int { return strings.Compare(a.Name, b.Name) })
 	slices.SortFunc(d.Subsets, func(a, b Destination) int { return strings.Compare(a.Subset, b.Subset) })
-	enforceRouteBudget(byEnv, hosts, splits, branches, opts, d.Outcomes)
+	enforceRouteBudget(byEnv, hosts, splits, branches, cur, opts, d.Outcomes)
 	d.Routes = makeRoutes(envs, hosts, splits, branches, opts)
 	markUnreachable(d, byEnv, hosts, opts)
 	return d
 }
 
 // enforceRouteBudget keeps the VirtualService within opts.MaxRoutes HTTP
-// routes. Environment and mesh splits always stay; branches are admitted
-// oldest head first, so a branch that is served keeps being served and the
-// newest ones wait, each saying so, until others retire.
+// routes. Environment and mesh splits always stay; branches served now come
+// first (a newer build of a served branch keeps its slot), then the others
+// oldest head first, so the newest ones wait, each saying so, until others
+// retire.
 func enforceRouteBudget(byEnv map[string][]Release, hosts map[string][]string, splits map[string][]Destination,
-	branches map[string][]branchHead, opts Options, out map[string]Outcome) {
+	branches map[string][]branchHead, cur Current, opts Options, out map[string]Outcome) {
 	if opts.MaxRoutes <= 0 {
 		return
 	}
 	used := 0
 	type candidate struct {
-		env  string
-		head branchHead
-		cost int
-		rel  Release
+		env    string
+		head   branchHead
+		cost   int
+		rel    Release
+		served bool
 	}
 	var cands []candidate
 	created := map[string]Release{}
@@ -114,11 +125,17 @@ func enforceRouteBudget(byEnv map[string][]Release, hosts map[string][]string, s
 	for env, heads := range branches {
 		for _, h := range heads {
 			cost := boolInt(len(hosts[env]) > 0) + boolInt(env == opts.MeshEnvironment)
-			cands = append(cands, candidate{env: env, head: h, cost: cost, rel: created[h.Release]})
+			served := cur.Routes[branchRouteName(env, h.Branch)] || cur.Routes[meshBranchRouteName(h.Branch)] && env == opts.MeshEnvironment
+			cands = append(cands, candidate{env: env, head: h, cost: cost, rel: created[h.Release], served: served})
 		}
 	}
 	slices.SortFunc(cands, func(a, b candidate) int {
 		switch {
+		case a.served != b.served:
+			if a.served {
+				return -1
+			}
+			return 1
 		case newer(b.rel, a.rel):
 			return -1
 		case newer(a.rel, b.rel):
@@ -282,10 +299,11 @@ type branchHead struct {
 
 // decideHosts gives each environment its hosts: those of its newest routed
 // release (or newest release while none is routed). A host claimed by two
-// environments stays with the one that has held it longest (its oldest
-// release), so a typo in one pipeline never moves another environment's traffic.
-// byEnv is newest first.
-func decideHosts(envs []string, byEnv map[string][]Release, out map[string]Outcome) map[string][]string {
+// environments stays with the one that serves it now (cur); a host nobody
+// serves goes to the environment that has claimed it longest (its oldest
+// release). A typo in one pipeline, left in place, never moves another
+// environment's traffic, however long it stays. byEnv is newest first.
+func decideHosts(envs []string, byEnv map[string][]Release, cur Current, out map[string]Outcome) map[string][]string {
 	asked := map[string][]string{}
 	source := map[string]string{}
 	for _, env := range envs {
@@ -313,14 +331,25 @@ func decideHosts(envs []string, byEnv map[string][]Release, out map[string]Outco
 		return a.Name < b.Name
 	})
 	owner := map[string]string{}
+	for _, env := range envs {
+		for _, h := range asked[env] {
+			if cur.HostEnvironments[h] == env {
+				owner[h] = env // the incumbent keeps it
+			}
+		}
+	}
 	hosts := map[string][]string{}
 	for _, env := range order {
 		for _, h := range asked[env] {
-			if prev, taken := owner[h]; taken {
+			if prev, taken := owner[h]; taken && prev != env {
+				why := "which claimed it first"
+				if cur.HostEnvironments[h] == prev {
+					why = "which serves it now"
+				}
 				for _, r := range byEnv[env] {
 					if slices.Contains(normalizeHosts(r.Hosts), h) && out[r.Name].Phase != v1alpha1.PhaseSuperseded {
 						out[r.Name] = conflict(out[r.Name], v1alpha1.ReasonHostsConflict, fmt.Sprintf(
-							"host %s belongs to environment %s, which claimed it first; environment %s is not served there", h, prev, env))
+							"host %s belongs to environment %s, %s; environment %s is not served there", h, prev, why, env))
 					}
 				}
 				continue
@@ -328,6 +357,9 @@ func decideHosts(envs []string, byEnv map[string][]Release, out map[string]Outco
 			owner[h] = env
 			hosts[env] = append(hosts[env], h)
 		}
+	}
+	for env := range hosts {
+		slices.Sort(hosts[env])
 	}
 	return hosts
 }

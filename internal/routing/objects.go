@@ -28,7 +28,7 @@ func makeRoutes(envs []string, hosts map[string][]string, splits map[string][]De
 			continue
 		}
 		for _, b := range branches[env] {
-			routes = append(routes, Route{Name: "branch-" + env + "-" + b.Branch, Gateway: opts.Gateway,
+			routes = append(routes, Route{Name: branchRouteName(env, b.Branch), Gateway: opts.Gateway,
 				Hosts: hosts[env], Branch: b.Branch, Environment: env, Destinations: []Destination{b.Destination}})
 		}
 	}
@@ -36,12 +36,12 @@ func makeRoutes(envs []string, hosts map[string][]string, splits map[string][]De
 		if len(hosts[env]) == 0 || len(splits[env]) == 0 {
 			continue
 		}
-		routes = append(routes, Route{Name: "env-" + env, Gateway: opts.Gateway, Hosts: hosts[env],
+		routes = append(routes, Route{Name: envRouteName(env), Gateway: opts.Gateway, Hosts: hosts[env],
 			Environment: env, Destinations: splits[env]})
 	}
 	mesh := opts.MeshEnvironment
 	for _, b := range branches[mesh] {
-		routes = append(routes, Route{Name: "mesh-branch-" + b.Branch, Gateway: MeshGateway, Branch: b.Branch,
+		routes = append(routes, Route{Name: meshBranchRouteName(b.Branch), Gateway: MeshGateway, Branch: b.Branch,
 			Environment: mesh, Destinations: []Destination{b.Destination}})
 	}
 	if len(splits[mesh]) > 0 {

@@ -1,0 +1,48 @@
+package routing
+
+import (
+	"strings"
+
+	networking "istio.io/api/networking/v1alpha3"
+)
+
+// Current is what the app's VirtualService serves now, as far as the
+// decision respects incumbency: a host stays with the environment that
+// serves it, and a branch that is served keeps its place in the route budget.
+type Current struct {
+	// HostEnvironments maps each host an environment's split rule serves now
+	// (lower case) to that environment.
+	HostEnvironments map[string]string
+	// Routes are the names of the HTTP routes the VirtualService has now.
+	Routes map[string]bool
+}
+
+// CurrentOf reads a VirtualService spec written by MakeVirtualService (nil:
+// none). Rules it did not write are passed over.
+func CurrentOf(vs *networking.VirtualService) Current {
+	c := Current{HostEnvironments: map[string]string{}, Routes: map[string]bool{}}
+	for _, h := range vs.GetHttp() {
+		c.Routes[h.GetName()] = true
+		env, ok := strings.CutPrefix(h.GetName(), envRoutePrefix)
+		if !ok {
+			continue
+		}
+		for _, m := range h.GetMatch() {
+			for _, host := range AuthorityHosts(m.GetAuthority()) {
+				c.HostEnvironments[strings.ToLower(host)] = env
+			}
+		}
+	}
+	return c
+}
+
+const (
+	envRoutePrefix    = "env-"
+	branchRoutePrefix = "branch-"
+)
+
+// envRouteName and branchRouteName name an environment's split rule and a
+// branch's rule at the gateway.
+func envRouteName(env string) string            { return envRoutePrefix + env }
+func branchRouteName(env, branch string) string { return branchRoutePrefix + env + "-" + branch }
+func meshBranchRouteName(branch string) string  { return "mesh-branch-" + branch }
