@@ -262,3 +262,63 @@ func TestBuildsInEveryOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestDecideFromKeepsIncumbents: what is served now stays served. A stale
+// release of another environment claiming production's host (a typo left in
+// place) never takes it over when production's oldest releases are pruned,
+// and a served branch keeps its route in the budget when a newer build of it
+// comes up.
+func TestDecideFromKeepsIncumbents(t *testing.T) {
+	t.Run("a host stays with the environment that serves it", func(t *testing.T) {
+		stale := release("eu-1", 1, env("prod-eu", "shop.example.com"))
+		rs := []routing.Release{release("v1", 0, build(1), routed()), stale,
+			release("v2", 2, build(2), routed()), release("v3", 3, build(3))}
+		d := routing.Decide(rs, opts)
+		if got := summary(d.Outcomes["v3"]); got != "Live 100" {
+			t.Fatalf("v3 is %s, want Live 100 (%s)", got, d.Outcomes["v3"].Message)
+		}
+		cur := routing.CurrentOf(routing.MakeVirtualService("shop", "shop", d, opts))
+		if cur.HostEnvironments["shop.example.com"] != "production" {
+			t.Fatalf("production does not serve its host: %v", cur.HostEnvironments)
+		}
+		pruned := []routing.Release{stale, release("v2", 2, build(2), routed()), release("v3", 3, build(3), routed())}
+		d = routing.DecideFrom(pruned, cur, opts)
+		if got := summary(d.Outcomes["v3"]); got != "Live 100" {
+			t.Errorf("after v1 is pruned, production's v3 is %s (%s)", got, d.Outcomes["v3"].Message)
+		}
+		if got := d.Outcomes["eu-1"]; got.Reason != v1alpha1.ReasonHostsConflict {
+			t.Errorf("the stale claimant is %s, want HostsConflict", summary(got))
+		}
+		if got := routing.CurrentOf(routing.MakeVirtualService("shop", "shop", d, opts)).HostEnvironments["shop.example.com"]; got != "production" {
+			t.Errorf("the host went to %q", got)
+		}
+	})
+	t.Run("a host nobody serves goes to its earliest claimant", func(t *testing.T) {
+		rs := []routing.Release{release("eu-1", 1, env("prod-eu", "shop.example.com")), release("v2", 2)}
+		d := routing.DecideFrom(rs, routing.Current{}, opts)
+		if d.Outcomes["v2"].Reason != v1alpha1.ReasonHostsConflict || !d.Outcomes["eu-1"].Ready {
+			t.Errorf("got eu-1 %s, v2 %s", summary(d.Outcomes["eu-1"]), summary(d.Outcomes["v2"]))
+		}
+	})
+	t.Run("a served branch keeps its slot when a newer build of it comes up", func(t *testing.T) {
+		o := opts
+		o.MaxRoutes = 2 // staging's split and one branch
+		st := env("staging", "staging.shop.example.com")
+		rs := []routing.Release{release("s1", 0, st), release("a-1", 1, st, branch("a")), release("b-1", 2, st, branch("b"))}
+		d := routing.DecideFrom(rs, routing.Current{}, o)
+		if summary(d.Outcomes["a-1"]) != "Live 100" || d.Outcomes["b-1"].Reason != v1alpha1.ReasonRouteBudgetExceeded {
+			t.Fatalf("got a-1 %s, b-1 %s", summary(d.Outcomes["a-1"]), summary(d.Outcomes["b-1"]))
+		}
+		cur := routing.CurrentOf(routing.MakeVirtualService("shop", "shop", d, o))
+		rs = append(rs, release("a-2", 3, st, branch("a")))
+		rs[1].WasRouted = true
+		d = routing.DecideFrom(rs, cur, o)
+		if got := summary(d.Outcomes["a-2"]); got != "Live 100" {
+			t.Errorf("the new build of the served branch is %s (%s)", got, d.Outcomes["a-2"].Message)
+		}
+		if d.Outcomes["b-1"].Reason != v1alpha1.ReasonRouteBudgetExceeded {
+			t.Errorf("the waiting branch took the served branch's slot: b-1 is %s", summary(d.Outcomes["b-1"]))
+		}
+		routingtest.CheckInvariants(t, rs, d)
+	})
+}

@@ -13,9 +13,15 @@ import (
 func FuzzDecide(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 0, 0, 3, 1, 0, 0, 4, 10, 3, 2, 1, 1, 1, 0, 3})
 	f.Add([]byte{5, 0, 0, 0, 0, 3, 1, 0, 0, 0, 0, 3, 2, 0, 0, 4, 100, 3, 3, 1, 1, 2, 0, 3})
+	f.Add([]byte{0x31, 0, 0, 1, 0, 67, 0x20, 0, 0, 1, 0, 3, 0x12, 1, 0, 0, 0, 3})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := routingtest.ReleasesFromBytes(data)
 		before := cloneReleases(in)
+		opts := opts
+		if len(data) > 0 {
+			// A route budget of 0 (none) to 7 routes.
+			opts.MaxRoutes = int(data[len(data)-1] % 8)
+		}
 		d := routing.Decide(in, opts)
 		if !reflect.DeepEqual(in, before) {
 			t.Fatal("Decide mutated its input")
@@ -37,10 +43,37 @@ func FuzzDecide(f *testing.F) {
 			!reflect.DeepEqual(d.Outcomes, d2.Outcomes) {
 			t.Fatal("the decision depends on the order of its input")
 		}
-		if (routing.MakeVirtualService("ns", "shop", d, opts) == nil) != (len(d.Routes) == 0) {
+		vs := routing.MakeVirtualService("ns", "shop", d, opts)
+		if (vs == nil) != (len(d.Routes) == 0) {
 			t.Fatal("a VirtualService without routes, or routes without a VirtualService")
 		}
+		if opts.MaxRoutes > 0 && len(d.Routes) > max(opts.MaxRoutes, routesWithoutBranches(d)) {
+			t.Fatalf("%d routes over a budget of %d", len(d.Routes), opts.MaxRoutes)
+		}
+		// Decided again from what it serves: still valid, and every host an
+		// environment serves stays with it while it still asks for it.
+		cur := routing.CurrentOf(vs)
+		again := routing.DecideFrom(in, cur, opts)
+		routingtest.CheckInvariants(t, in, again)
+		served := routing.CurrentOf(routing.MakeVirtualService("ns", "shop", again, opts))
+		for host, env := range cur.HostEnvironments {
+			if got, ok := served.HostEnvironments[host]; ok && got != env {
+				t.Fatalf("host %s moved from environment %s, which served it, to %s", host, env, got)
+			}
+		}
 	})
+}
+
+// routesWithoutBranches counts the routes the budget never refuses: the
+// environments' and the mesh's splits.
+func routesWithoutBranches(d routing.Decision) int {
+	n := 0
+	for _, r := range d.Routes {
+		if r.Branch == "" {
+			n++
+		}
+	}
+	return n
 }
 
 func cloneReleases(in []routing.Release) []routing.Release {

@@ -19,7 +19,9 @@ type TB interface {
 }
 
 // ReleasesFromBytes turns fuzzer bytes into an app's releases, six bytes a
-// release: created, environment, hosts, branch or canary, weight, flags.
+// release: created (low 4 bits) and build (high 4 bits), environment, hosts,
+// branch or canary, weight, flags (deployment, available, failed, deleting,
+// superseded, accepted, was routed: a Standby or Live before).
 func ReleasesFromBytes(data []byte) []routing.Release {
 	envs := []string{"production", "staging", "pre-staging"}
 	hostSets := [][]string{{"shop.example.com"}, {"staging.shop.example.com"},
@@ -31,6 +33,7 @@ func ReleasesFromBytes(data []byte) []routing.Release {
 			Name:        fmt.Sprintf("shop-%d", len(rs)),
 			UID:         types.UID(fmt.Sprintf("uid-%d", len(rs))),
 			Created:     time.Date(2026, 1, 1, 0, int(b[0]%16), 0, 0, time.UTC),
+			Build:       int64(b[0] >> 4),
 			Environment: envs[int(b[1])%len(envs)],
 			Hosts:       hostSets[int(b[2])%len(hostSets)],
 		}
@@ -48,6 +51,7 @@ func ReleasesFromBytes(data []byte) []routing.Release {
 		r.Deleting = flags&8 != 0
 		r.Superseded = flags&16 != 0
 		r.Accepted = r.HasDeployment || flags&32 != 0
+		r.WasRouted = r.HasDeployment && flags&64 != 0
 		rs = append(rs, r)
 	}
 	return rs
