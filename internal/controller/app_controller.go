@@ -208,7 +208,7 @@ func loadDrains(s *appScope) map[string]time.Time {
 		case rel.Status.DrainingSince != nil:
 			drains[subset] = rel.Status.DrainingSince.Time
 		case rel.Status.Phase == v1alpha1.PhaseLive && rel.Status.Weight > 0:
-			drains[subset] = s.now
+			drains[subset] = drainStart(s.now)
 		}
 	}
 	return drains

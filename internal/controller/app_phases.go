@@ -195,7 +195,7 @@ func (r *AppReconciler) reconcileRouting(ctx context.Context, s *appScope) (ctrl
 		return r.writeFailed(s, err)
 	}
 	after := routing.RoutedSubsets(vsSpec(s.vs))
-	s.drains = routing.NextDrains(s.drains, before, after, routing.DefinedSubsets(drSpec(s.dr)), s.now)
+	s.drains = routing.NextDrains(s.drains, before, after, routing.DefinedSubsets(drSpec(s.dr)), drainStart(s.now))
 	last, next := routing.PlanSubsets(s.desiredDR, drSpec(s.dr), after, s.drains, delay, s.now)
 	if err := r.applyDestinationRule(ctx, s, last, owners); err != nil {
 		return r.writeFailed(s, err)
@@ -203,6 +203,16 @@ func (r *AppReconciler) reconcileRouting(ctx context.Context, s *appScope) (ctrl
 	s.drains = routing.NextDrains(s.drains, nil, nil, routing.DefinedSubsets(drSpec(s.dr)), s.now)
 	// Come back when the next drain ends, to take its subset out.
 	return ctrl.Result{RequeueAfter: next}, nil
+}
+
+// drainStart is a drain's start as a status keeps it, in whole seconds: now
+// rounded up, so the drain that a restarted operator reads back is never
+// shorter than the one this one planned.
+func drainStart(now time.Time) time.Time {
+	if whole := now.Truncate(time.Second); !whole.Equal(now) {
+		return whole.Add(time.Second)
+	}
+	return now
 }
 
 // writeFailed turns a failed or held-back write into the rebuild's result.

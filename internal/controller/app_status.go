@@ -15,7 +15,6 @@ import (
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	"time"
 
 	"github.com/switchyard-dev/switchyard/api/v1alpha1"
 	"github.com/switchyard-dev/switchyard/internal/routing"
@@ -35,10 +34,6 @@ func (r *AppReconciler) patchStatuses(ctx context.Context, s *appScope) error {
 		want := r.desiredStatus(s, rel)
 		var drainingSince *metav1.Time
 		if t, ok := s.drains[routing.SubsetName(name)]; ok {
-			// A status holds whole seconds: round up, never shortening a drain.
-			if whole := t.Truncate(time.Second); !whole.Equal(t) {
-				t = whole.Add(time.Second)
-			}
 			drainingSince = &metav1.Time{Time: t}
 		}
 		want.DrainingSince = drainingSince

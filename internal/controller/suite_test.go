@@ -10,6 +10,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -37,7 +38,15 @@ var (
 	ctx       context.Context
 	cancel    context.CancelFunc
 	routeOpts = routing.Options{BranchHeader: "x-branch", Gateway: "istio-system/ingressgateway",
-		MeshEnvironment: "production", KeepPrevious: 1}
+		MeshEnvironment: "production", KeepPrevious: 1, MaxRoutes: 60}
+	// operatorConfig runs the suite with a drain delay, write pacing and a
+	// burst hold on, as the operator runs by default (shorter, for time).
+	operatorConfig = controller.Config{PruneSuperseded: true, SupersededGrace: time.Hour,
+		DrainDelay: drainDelay, MinWriteInterval: 100 * time.Millisecond, BurstMaxHold: time.Second}
+)
+
+const (
+	drainDelay = 2 * time.Second
 )
 
 func TestControllers(t *testing.T) {
@@ -51,6 +60,7 @@ var _ = BeforeSuite(func() {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(networkingv1.AddToScheme(scheme))
 	utilruntime.Must(v1alpha1.AddToScheme(scheme))
+	utilruntime.Must(apiextensionsv1.AddToScheme(scheme))
 
 	crds, err := testenv.CRDPaths()
 	Expect(err).NotTo(HaveOccurred())
@@ -76,7 +86,7 @@ var _ = BeforeSuite(func() {
 		Cache:   controller.CacheOptions(),
 	})
 	Expect(err).NotTo(HaveOccurred())
-	Expect(controller.Setup(ctx, mgr, routeOpts, controller.Config{PruneSuperseded: true, SupersededGrace: time.Hour})).To(Succeed())
+	Expect(controller.Setup(ctx, mgr, routeOpts, operatorConfig)).To(Succeed())
 	cached = mgr.GetClient()
 	go func() {
 		defer GinkgoRecover()

@@ -54,7 +54,23 @@ var _ = Describe("AppRelease validation", func() {
 			"canary is not allowed together with branch"),
 		Entry("a port out of range", map[string]any{"port": 70000}, "spec.port"),
 		Entry("zero replicas", map[string]any{"replicas": 0}, "spec.replicas"),
+		Entry("an app that is not a Service name (a DNS-1035 label)", map[string]any{"app": "9shop"}, "spec.app"),
+		Entry("an image with surrounding white space", map[string]any{"image": " registry.example.com/shop:1 "},
+			"image must not begin or end with white space"),
+		Entry("a template annotation that is not a string", map[string]any{"template": map[string]any{
+			"metadata": map[string]any{"annotations": map[string]any{"sidecar.istio.io/inject": true}}}},
+			"spec.template.metadata.annotations.sidecar.istio.io/inject"),
+		Entry("a malformed quantity in the template", map[string]any{"template": map[string]any{"spec": map[string]any{
+			"containers": []any{map[string]any{"name": "app", "resources": map[string]any{"limits": map[string]any{"cpu": "lots"}}}}}}},
+			"spec.template.spec.containers[0].resources.limits.cpu"),
 	)
+
+	It("refuses a name longer than its Deployment's labels can carry", func() {
+		long := "shop-staging-feature-jp12-0123456789abcdef0123456789abcdef012345"
+		Expect(len(long)).To(BeNumerically(">", 63))
+		Expect(create(long, spec(nil))).To(MatchError(ContainSubstring("metadata.name must be at most 63 characters")))
+		Expect(create(long[:63], spec(nil))).To(Succeed())
+	})
 
 	DescribeTable("refuses changing what identifies a release",
 		func(initial, change map[string]any, message string) {
