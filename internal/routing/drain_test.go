@@ -57,7 +57,7 @@ func TestPlanSubsets(t *testing.T) {
 		{name: "each subset drains on its own clock: churn elsewhere never holds an old one",
 			desired: destinationRule("v4"), current: destinationRule("v1", "v2", "v3", "v4"), routed: set("v4"),
 			drains: map[string]time.Time{"v1": t0.Add(-time.Hour), "v2": t0.Add(-2 * time.Second), "v3": t0},
-			want: "v2,v3,v4", next: time.Second},
+			want:   "v2,v3,v4", next: time.Second},
 		{name: "a subset that was never routed leaves at once",
 			desired: destinationRule("v1"), current: destinationRule("v1", "v2"), routed: set("v1"), want: "v1"},
 		{name: "no VirtualService and no DestinationRule yet",
