@@ -86,6 +86,9 @@ test-chart: ## helm lint and helm template of the chart, with helm built from th
 	$(HELM) lint charts/switchyard --strict
 	$(HELM) template sy charts/switchyard --kube-version v1.37.2 --namespace switchyard-system > /dev/null
 	$(HELM) template sy charts/switchyard --kube-version v1.37.2 --namespace switchyard-system --set replicaCount=2 --set metrics.serviceMonitor.enabled=true | grep -q -- '--leader-elect'
+	@# Never two writers: leader election by default, Recreate without it.
+	$(HELM) template sy charts/switchyard --kube-version v1.37.2 --namespace switchyard-system | grep -q -- '--leader-elect'
+	$(HELM) template sy charts/switchyard --kube-version v1.37.2 --namespace switchyard-system --set leaderElection.enabled=false | grep -q 'type: Recreate'
 
 .PHONY: test-e2e
 test-e2e: ## End-to-end suite: the manager binary on a local cluster with the real controllers and kwok.

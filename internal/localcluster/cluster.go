@@ -39,6 +39,12 @@ const NodeName = "kwok-node-0"
 // whose template carries it never becomes Available.
 const UnreadyLabel = "switchyard-sim-unready"
 
+// FailLabel on a pod makes kwok crash-loop it (not Ready, CrashLoopBackOff)
+// until the label is removed, when it is Ready again: label running pods one
+// by one for pods that fail in waves, or put it in a release's template for a
+// release that never comes up.
+const FailLabel = "switchyard-sim-fail"
+
 // Options say where the cluster's binaries and files are.
 type Options struct {
 	// BinDir holds etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok.

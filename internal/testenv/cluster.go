@@ -98,6 +98,16 @@ func (o *Operator) Stop() {
 	}
 }
 
+// Running tells whether the operator's process is still running.
+func (o *Operator) Running() bool {
+	select {
+	case <-o.done:
+		return false
+	default:
+		return true
+	}
+}
+
 // Pid is the operator's process id.
 func (o *Operator) Pid() int { return o.cmd.Process.Pid }
 

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -173,20 +174,11 @@ func checkSnapshot(g Gomega, s snapshot) {
 			sum += d.Weight
 			sub := d.Destination.Subset
 			g.Expect(defined).To(HaveKey(sub), "route %s names subset %s, which is not defined", h.Name, sub)
-			dep := s.deployments[sub]
-			g.Expect(available(dep)).To(BeTrue(), "route %s sends traffic to %s, whose Deployment is not Available", h.Name, sub)
+			_, ok := s.deployments[sub]
+			g.Expect(ok).To(BeTrue(), "route %s sends traffic to %s, which has no Deployment", h.Name, sub)
 		}
 		g.Expect(sum).To(BeEquivalentTo(100), "route %s weights", h.Name)
 	}
-}
-
-func available(d appsv1.Deployment) bool {
-	for _, c := range d.Status.Conditions {
-		if c.Type == appsv1.DeploymentAvailable && c.Status == corev1.ConditionTrue {
-			return d.Status.AvailableReplicas > 0
-		}
-	}
-	return false
 }
 
 // routes summarises the VirtualService: "route: subset weight, ..." per rule.
@@ -223,11 +215,20 @@ func subsets(ns string) func(Gomega) []string {
 	}
 }
 
-// watchSnapshots checks every state it can observe until stop is closed, and
-// reports how many it checked and the first violation.
 // drainDelay is the operator's default --drain-delay, which the e2e operator runs with.
 const drainDelay = 3 * time.Second
 
+// reactWithin is how long a route may name a subset none of whose pods is
+// available: the time for the last pod's failure to reach the Deployment's
+// status, the operator to rebuild, and the write to land. A route that names
+// such a subset for longer is a 503 "no healthy upstream" the operator left.
+const reactWithin = 10 * time.Second
+
+// watchSnapshots checks every state it can observe until stop is closed, and
+// reports how many it checked and the first violation: the snapshot checks,
+// no subset leaving the DestinationRule sooner than the drain delay after its
+// last route, no route naming a subset without available pods for longer
+// than reactWithin, and no panic.
 func watchSnapshots(ns string, stop <-chan struct{}) <-chan error {
 	res := make(chan error, 1)
 	go func() {
@@ -236,25 +237,59 @@ func watchSnapshots(ns string, stop <-chan struct{}) <-chan error {
 		// the last snapshot: a subset leaves the DestinationRule only the
 		// drain delay after its last route left the VirtualService.
 		lastRouted, defined := map[string]time.Time{}, map[string]bool{}
+		// Since when each routed subset has had no available pod.
+		podless := map[string]time.Time{}
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
 		for {
 			select {
 			case <-stop:
-				res <- nil
+				if n == 0 {
+					res <- errors.New("no snapshot was checked")
+				} else {
+					res <- nil
+				}
 				return
-			default:
+			case <-tick.C:
 			}
 			var failure string
 			g := NewGomega(func(message string, _ ...int) { failure = message })
 			func() {
-				defer func() { _ = recover() }()
+				defer func() {
+					if r := recover(); r != nil && failure == "" {
+						// A failed Gomega assertion stops here too; any other panic is a failure of its own.
+						failure = fmt.Sprintf("panic while checking a snapshot: %v", r)
+					}
+				}()
 				s := takeSnapshot(g, ns)
 				checkSnapshot(g, s)
 				now := time.Now()
+				routedNow := map[string]bool{}
 				if s.vs != nil {
 					for _, h := range s.vs.Spec.Http {
 						for _, d := range h.Route {
 							lastRouted[d.Destination.Subset] = now
+							routedNow[d.Destination.Subset] = true
 						}
+					}
+				}
+				for sub := range routedNow {
+					d := s.deployments[sub]
+					if d.Status.AvailableReplicas > 0 && d.DeletionTimestamp.IsZero() {
+						delete(podless, sub)
+						continue
+					}
+					since, ok := podless[sub]
+					if !ok {
+						podless[sub] = now
+						continue
+					}
+					g.Expect(now.Sub(since)).To(BeNumerically("<", reactWithin),
+						"a route has named subset %s, which has no available pod, for %s", sub, now.Sub(since))
+				}
+				for sub := range podless {
+					if !routedNow[sub] {
+						delete(podless, sub)
 					}
 				}
 				current := map[string]bool{}

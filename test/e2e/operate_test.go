@@ -44,7 +44,7 @@ func helmInstall() {
 	helm := filepath.Join(testenv.ControlPlaneDir(), "helm")
 	cmd := exec.CommandContext(ctx, helm, "install", "sy", filepath.Join(testenv.Root(), "charts", "switchyard"),
 		"--namespace", chartNamespace, "--create-namespace", "--kubeconfig", cluster.Kubeconfig,
-		"--set", "leaderElection.enabled=true", "--wait", "--timeout", "2m")
+		"--wait", "--timeout", "2m")
 	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+filepath.Join(cluster.Dir, "helm"),
 		"HELM_CONFIG_HOME="+filepath.Join(cluster.Dir, "helm"), "HELM_DATA_HOME="+filepath.Join(cluster.Dir, "helm"))
 	out, err := cmd.CombinedOutput()

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/switchyard-dev/switchyard/api/v1alpha1"
 	"github.com/switchyard-dev/switchyard/internal/localcluster"
 )
 
@@ -154,14 +155,21 @@ var _ = Describe("CI workflows", func() {
 				return apply(ns, fmt.Sprintf("shop-r%02d", i), staging(fmt.Sprintf("shop:r%02d", i)).with("branch", fmt.Sprintf("r%02d", i)))
 			})
 		})
-		time.Sleep(300 * time.Millisecond)
+		By("killing the operator once it has written part of the burst, and before it has routed all of it")
+		Eventually(func() int { return len(writeTimes(operator)) }).Should(BeNumerically(">", 0))
+		Eventually(func() int { return countReleases(ns) }).Should(BeNumerically(">=", n/4))
+		routedAtKill := liveReleases(ns)
 		operator.Kill()
+		Expect(routedAtKill).To(BeNumerically("<", n), "the kill landed after the burst was over")
+		writesBefore := len(writeTimes(operator)) // the log file is appended to by the restarted operator
 		wg.Wait()
 		startOperator()
 		for i := range n {
 			Eventually(state(ns, fmt.Sprintf("shop-r%02d", i))).Should(Equal("Live 100 True/Routed"))
 		}
 		Eventually(func(g Gomega) int { return len(routes(ns)(g)) }).Should(Equal(n))
+		Expect(len(writeTimes(operator))).To(BeNumerically(">", writesBefore),
+			"the restarted operator wrote the rest of the burst")
 	})
 })
 
@@ -195,4 +203,17 @@ func burst(n int, pipeline func(i int) error) {
 		})
 	}
 	wg.Wait()
+}
+
+// liveReleases counts the releases of a namespace whose status says Live.
+func liveReleases(ns string) int {
+	list := &v1alpha1.AppReleaseList{}
+	Expect(k8s.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+	n := 0
+	for _, r := range list.Items {
+		if r.Status.Phase == v1alpha1.PhaseLive {
+			n++
+		}
+	}
+	return n
 }
