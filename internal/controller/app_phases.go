@@ -473,18 +473,22 @@ func (r *AppReconciler) releaseDrained(ctx context.Context, s *appScope) (ctrl.R
 	return ctrl.Result{}, kerrors.NewAggregate(errs)
 }
 
-// releaseDeployments drops the drain finalizer of every Deployment being
-// deleted (its release deleted in the foreground or gone, a person, a
-// superseded release) once no route of the app's VirtualService, as last read
-// or written, names its subset and the subset's drain has ended: only then may
-// its pods go.
+// releaseDeployments retires Deployments once no route of the app's
+// VirtualService, as last read or written, names their subset and the
+// subset's drain has ended: it deletes the Deployment of a release that is
+// gone, being deleted, superseded or replaced by another of its name, and
+// drops the drain finalizer of every Deployment being deleted (by it, a
+// person or a namespace deletion). Only then may their pods go.
 func (r *AppReconciler) releaseDeployments(ctx context.Context, s *appScope) (ctrl.Result, error) {
 	routed := routing.RoutedSubsets(vsSpec(s.vs))
 	var res ctrl.Result
 	var errs []error
 	for _, name := range sortedNames(s.deployments) {
 		d := s.deployments[name]
-		if d.DeletionTimestamp.IsZero() || !controllerutil.ContainsFinalizer(d, Finalizer) {
+		rel := s.releases[name]
+		deleting := !d.DeletionTimestamp.IsZero()
+		retired := rel == nil || !rel.DeletionTimestamp.IsZero() || rel.Status.Phase == v1alpha1.PhaseSuperseded || !runs(d, rel)
+		if (!deleting && !retired) || (deleting && !controllerutil.ContainsFinalizer(d, Finalizer)) {
 			continue
 		}
 		subset := routing.SubsetName(name)
@@ -496,6 +500,19 @@ func (r *AppReconciler) releaseDeployments(ctx context.Context, s *appScope) (ct
 				res.RequeueAfter = minRequeue(res.RequeueAfter, left)
 				continue
 			}
+		}
+		if !deleting {
+			if err := r.Delete(ctx, d, client.Preconditions{UID: &d.UID}); client.IgnoreNotFound(err) != nil {
+				errs = append(errs, fmt.Errorf("delete Deployment %s: %w", klog.KObj(d), err))
+				continue
+			}
+			ctrl.LoggerFrom(ctx).Info("Deleted a drained Deployment", "deployment", klog.KObj(d))
+			if rel != nil {
+				r.Recorder.Eventf(rel, d, corev1.EventTypeNormal, "DeploymentDeleted", "Delete",
+					"Deleted Deployment %s: its routes have drained", d.Name)
+			}
+			// Its deletion brings this controller back to drop the finalizer.
+			continue
 		}
 		patch := client.MergeFromWithOptions(d.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		controllerutil.RemoveFinalizer(d, Finalizer)

@@ -29,11 +29,14 @@ var _ = Describe("AppRelease", func() {
 	It("runs a release's Deployment and routes it only once the Deployment is Available", func() {
 		rel := newRelease(ns, "shop-v1")
 
-		By("adding the drain finalizer and a Deployment owned by the release")
+		By("adding the drain finalizer and a Deployment that runs the release")
 		Eventually(getRelease(ns, "shop-v1")).Should(HaveField("Finalizers", ContainElement(controller.Finalizer)))
 		d := &appsv1.Deployment{}
 		Eventually(func() error { return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "shop-v1"}, d) }).Should(Succeed())
-		Expect(metav1.IsControlledBy(d, getRelease(ns, "shop-v1")(Default))).To(BeTrue())
+		Expect(d.Labels).To(HaveKeyWithValue(controller.LabelRelease, "shop-v1"))
+		Expect(d.Annotations).To(HaveKeyWithValue("switchyard.dev/release-uid", string(getRelease(ns, "shop-v1")(Default).UID)))
+		Expect(d.Finalizers).To(ContainElement(controller.Finalizer), "its pods go only once their routes have drained")
+		Expect(d.OwnerReferences).To(BeEmpty(), "no owner reference: a foreground delete of the release must not cascade to the pods")
 		Expect(d.Spec.Template.Labels).To(HaveKeyWithValue("app", "shop"))
 		Expect(d.Spec.Template.Labels).To(HaveKeyWithValue("version", "shop-v1"))
 		Expect(d.Spec.Template.Spec.Containers[0].Image).To(Equal(rel.Spec.Image))

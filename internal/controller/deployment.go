@@ -28,6 +28,11 @@ const (
 	// annotationSpecHash records the desired Deployment a write carried, so an
 	// unchanged release is never written again.
 	annotationSpecHash = "switchyard.dev/spec-hash"
+	// annotationReleaseUID names the uid of the AppRelease a Deployment runs:
+	// with the LabelRelease label, what makes it that release's. (No owner
+	// reference: a foreground delete of the release would make the garbage
+	// collector cascade to the pods at once, while they still take traffic.)
+	annotationReleaseUID = "switchyard.dev/release-uid"
 	// annotationEditedBy is set by the cache (never written to the API server)
 	// on a Deployment whose spec another field manager changed after
 	// Switchyard's last apply (kubectl set image, kubectl scale, an edit): the
@@ -60,17 +65,16 @@ func MakeDeployment(r *v1alpha1.AppRelease) *appsv1.Deployment {
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      r.Name,
 			Namespace: r.Namespace,
-			// The pods go only once their routes have drained, whatever
-			// deletes the Deployment (a foreground delete of the release, a
-			// person): the app controller removes it then.
+			// The pods go only once their routes have drained, whoever
+			// deletes the Deployment: the app controller removes it then. The
+			// app controller also deletes it, once drained, when its release
+			// is deleted or superseded (it has no owner reference: see
+			// annotationReleaseUID).
 			Finalizers: []string{Finalizer},
 			Labels: map[string]string{
 				LabelManagedBy: ManagedByValue, LabelApp: r.Spec.App, LabelRelease: r.Name,
 			},
-			OwnerReferences: []metav1.OwnerReference{{
-				APIVersion: v1alpha1.GroupVersion.String(), Kind: "AppRelease", Name: r.Name, UID: r.UID,
-				Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true),
-			}},
+			Annotations: map[string]string{annotationReleaseUID: string(r.UID)},
 		},
 		Spec: appsv1.DeploymentSpec{
 			Replicas: ptr.To(ptr.Deref(r.Spec.Replicas, 1)),
@@ -78,7 +82,7 @@ func MakeDeployment(r *v1alpha1.AppRelease) *appsv1.Deployment {
 			Template: tmpl,
 		},
 	}
-	d.Annotations = map[string]string{annotationSpecHash: specHash(d)}
+	d.Annotations[annotationSpecHash] = specHash(d)
 	return d
 }
 
@@ -109,11 +113,11 @@ func withAppContainer(cs []corev1.Container, image string, port int32) []corev1.
 
 func specHash(d *appsv1.Deployment) string {
 	b, _ := json.Marshal(struct {
-		Labels     map[string]string
-		Owners     []metav1.OwnerReference
-		Finalizers []string
-		Spec       appsv1.DeploymentSpec
-	}{d.Labels, d.OwnerReferences, d.Finalizers, d.Spec})
+		Labels      map[string]string
+		Annotations map[string]string
+		Finalizers  []string
+		Spec        appsv1.DeploymentSpec
+	}{d.Labels, d.Annotations, d.Finalizers, d.Spec})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
 }
@@ -123,7 +127,7 @@ func specHash(d *appsv1.Deployment) string {
 // it, so no input can change without a rebuild (a predicate that passed fewer
 // fields once left a release routed after its last pod was gone).
 type deploymentState struct {
-	// Owner is the uid of the AppRelease that controls it.
+	// Owner is the uid of the AppRelease it runs (annotationReleaseUID).
 	Owner types.UID
 	// Deleting: the Deployment has a deletion timestamp.
 	Deleting bool
@@ -151,8 +155,8 @@ func stateOf(d *appsv1.Deployment) deploymentState {
 		Updated:            d.Status.UpdatedReplicas,
 		AvailableReplicas:  d.Status.AvailableReplicas,
 	}
-	if ref := metav1.GetControllerOf(d); ref != nil {
-		st.Owner = ref.UID
+	if d.Labels[LabelManagedBy] == ManagedByValue {
+		st.Owner = types.UID(d.Annotations[annotationReleaseUID])
 	}
 	c := deploymentCondition(d, appsv1.DeploymentAvailable)
 	st.Available = c != nil && c.Status == corev1.ConditionTrue
@@ -173,6 +177,12 @@ func (st deploymentState) available() bool {
 // podsUp: at least one pod is available and the Deployment is not being deleted.
 func (st deploymentState) podsUp() bool {
 	return !st.Deleting && st.AvailableReplicas > 0
+}
+
+// runs tells whether a Deployment is the one Switchyard runs for release rel.
+func runs(d *appsv1.Deployment, rel *v1alpha1.AppRelease) bool {
+	return d.Labels[LabelManagedBy] == ManagedByValue && d.Labels[LabelRelease] == rel.Name &&
+		d.Annotations[annotationReleaseUID] == string(rel.UID)
 }
 
 // rolledOut: the Deployment runs the release's current spec (wantHash) on

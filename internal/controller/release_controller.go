@@ -9,7 +9,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
@@ -18,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -76,7 +76,9 @@ func (r *ReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		}
 	}
 	if release.Status.Phase == v1alpha1.PhaseSuperseded {
-		return ctrl.Result{}, r.deleteDeployment(ctx, release)
+		// Its routes and subset are gone: the app controller deletes its
+		// Deployment once drained.
+		return ctrl.Result{}, nil
 	}
 	if release.Spec.TemplateError != "" {
 		// Stored before the CRD had a schema for it: only a new spec helps.
@@ -123,9 +125,8 @@ func (r *ReleaseReconciler) applyDeployment(ctx context.Context, release *v1alph
 	var editor string
 	switch {
 	case current == nil:
-	case !metav1.IsControlledBy(current, release):
-		if ref := metav1.GetControllerOf(current); ref != nil && ref.Kind == "AppRelease" && ref.Name == release.Name &&
-			current.Labels[LabelManagedBy] == ManagedByValue {
+	case !runs(current, release):
+		if current.Labels[LabelManagedBy] == ManagedByValue && current.Labels[LabelRelease] == release.Name {
 			// A Deployment of an earlier release of the same name, on its
 			// way out (its routes drain first): wait for it rather than fight.
 			ctrl.LoggerFrom(ctx).Info("Waiting for a Deployment of an earlier release of the same name to go", "deployment", klog.KObj(current))
@@ -166,23 +167,6 @@ func (r *ReleaseReconciler) applyDeployment(ctx context.Context, release *v1alph
 	return ctrl.Result{}, nil
 }
 
-// deleteDeployment removes a superseded release's Deployment: its routes and
-// subset have already left the app's objects.
-func (r *ReleaseReconciler) deleteDeployment(ctx context.Context, release *v1alpha1.AppRelease) error {
-	d := &appsv1.Deployment{}
-	if err := r.Get(ctx, client.ObjectKey{Namespace: release.Namespace, Name: release.Name}, d); err != nil {
-		return client.IgnoreNotFound(err)
-	}
-	if !metav1.IsControlledBy(d, release) || !d.DeletionTimestamp.IsZero() {
-		return nil
-	}
-	if err := r.Delete(ctx, d, client.Preconditions{UID: &d.UID}); client.IgnoreNotFound(err) != nil {
-		return fmt.Errorf("delete Deployment %s of superseded release: %w", klog.KObj(d), err)
-	}
-	r.Recorder.Eventf(release, d, "Normal", "DeploymentDeleted", "Delete", "Deleted Deployment %s: the release is superseded", d.Name)
-	return nil
-}
-
 // SetupWithManager registers the release controller.
 func (r *ReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
@@ -191,7 +175,15 @@ func (r *ReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// Releases are independent: a burst of pipelines is taken in (the
 		// finalizer, the Deployment) a few at a time, not one by one.
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
-		Owns(&appsv1.Deployment{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// A Deployment maps to its release by label (it has no owner
+		// reference): its spec changed (a hand edit to put back) or it is gone.
+		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			name := o.GetLabels()[LabelRelease]
+			if name == "" {
+				return nil
+			}
+			return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: name}}}
+		}), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Complete(r)
 }
 

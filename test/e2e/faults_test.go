@@ -121,12 +121,11 @@ var _ = Describe("Faults", func() {
 			policy := metav1.DeletePropagationForeground
 			Expect(k8s.Delete(ctx, &v1alpha1.AppRelease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shop-v2"}},
 				&client.DeleteOptions{PropagationPolicy: &policy})).To(Succeed())
-			d := &appsv1.Deployment{}
-			key := client.ObjectKey{Namespace: ns, Name: "shop-v2"}
-			Eventually(func(g Gomega) bool {
-				g.Expect(k8s.Get(ctx, key, d)).To(Succeed())
-				return d.DeletionTimestamp != nil
-			}).Should(BeTrue(), "the garbage collector deletes the blocking dependent at once")
+			Eventually(func(g Gomega) []string {
+				r := &v1alpha1.AppRelease{}
+				g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "shop-v2"}, r)).To(Succeed())
+				return r.Finalizers
+			}).ShouldNot(ContainElement(metav1.FinalizerDeleteDependents), "the garbage collector has processed the foreground delete")
 			if operatorDown {
 				By("with the operator down, the route and the pods stay together")
 				Consistently(func(g Gomega) {
