@@ -13,6 +13,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -123,7 +124,11 @@ var _ = Describe("Faults", func() {
 				&client.DeleteOptions{PropagationPolicy: &policy})).To(Succeed())
 			Eventually(func(g Gomega) []string {
 				r := &v1alpha1.AppRelease{}
-				g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "shop-v2"}, r)).To(Succeed())
+				err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "shop-v2"}, r)
+				if apierrors.IsNotFound(err) {
+					return nil // drained and gone already
+				}
+				g.Expect(err).NotTo(HaveOccurred())
 				return r.Finalizers
 			}).ShouldNot(ContainElement(metav1.FinalizerDeleteDependents), "the garbage collector has processed the foreground delete")
 			if operatorDown {
