@@ -35,9 +35,13 @@ type AppReleaseSpec struct {
 
 	// hosts are the environment's hostnames at the ingress gateway. When the
 	// releases of one environment disagree, the newest routed release's hosts win.
+	// Names inside the cluster are refused (a name without a dot, *.svc,
+	// *.svc.*, *.local): a VirtualService for them would take the mesh
+	// traffic of another Service.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:XValidation:rule="self.all(h, h.contains('.') && !h.endsWith('.svc') && !h.contains('.svc.') && !h.endsWith('.local'))",message="hosts must be public hostnames: names inside the cluster (without a dot, *.svc, *.svc.*, *.local) belong to Services"
 	// +kubebuilder:validation:items:MaxLength=253
 	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	Hosts []string `json:"hosts,omitempty"`

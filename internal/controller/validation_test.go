@@ -55,6 +55,11 @@ var _ = Describe("AppRelease validation", func() {
 		Entry("a port out of range", map[string]any{"port": 70000}, "spec.port"),
 		Entry("zero replicas", map[string]any{"replicas": 0}, "spec.replicas"),
 		Entry("an app that is not a Service name (a DNS-1035 label)", map[string]any{"app": "9shop"}, "spec.app"),
+		Entry("another namespace's Service as a host", map[string]any{"hosts": []any{"payments.victim.svc.cluster.local"}},
+			"hosts must be public hostnames"),
+		Entry("a Service's short name as a host", map[string]any{"hosts": []any{"payments.victim.svc"}}, "hosts must be public hostnames"),
+		Entry("a single label as a host", map[string]any{"hosts": []any{"payments"}}, "hosts must be public hostnames"),
+		Entry("a host under .local", map[string]any{"hosts": []any{"shop.cluster.local"}}, "hosts must be public hostnames"),
 		Entry("an image with surrounding white space", map[string]any{"image": " registry.example.com/shop:1 "},
 			"image must not begin or end with white space"),
 		Entry("a template annotation that is not a string", map[string]any{"template": map[string]any{
