@@ -220,10 +220,12 @@ type AppReleaseStatus struct {
 	Subset string `json:"subset,omitempty"`
 
 	// drainingSince is when the last route to the release's subset left the
-	// app's VirtualService; the subset, and the release's pods, stay until
-	// drainingSince plus the operator's --drain-delay, so every proxy has the
-	// new routes first. Unset while routed, or once drained. Kept here so a
-	// drain survives an operator restart or a leader handover.
+	// app's VirtualService; the subset, and the release's pods, stay at least
+	// until drainingSince plus the operator's --drain-delay, so every proxy has
+	// the new routes first. Unset while routed, or once its subset has left;
+	// kept while its subset stays defined (a Standby), so a later supersession
+	// still honours it. Kept here so a drain survives an operator restart or a
+	// leader handover.
 	// +optional
 	DrainingSince *metav1.Time `json:"drainingSince,omitempty"`
 
@@ -241,7 +243,7 @@ type AppReleaseStatus struct {
 // app's single VirtualService and DestinationRule.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 63",message="metadata.name must be at most 63 characters: it is the value of its Deployment's and pods' labels"
+// +kubebuilder:validation:XValidation:rule="oldSelf.hasValue() || self.metadata.name.size() <= 63",message="metadata.name must be at most 63 characters: it is the value of its Deployment's and pods' labels",optionalOldSelf=true
 // +kubebuilder:resource:shortName=ar,categories=switchyard
 // +kubebuilder:printcolumn:name="App",type=string,JSONPath=`.spec.app`
 // +kubebuilder:printcolumn:name="Env",type=string,JSONPath=`.spec.environment`

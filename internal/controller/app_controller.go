@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"hash/fnv"
+	"slices"
 	"sync"
 	"time"
 
@@ -92,8 +93,11 @@ type appScope struct {
 	drains map[string]time.Time
 	// writeErr is the first write of a shared object the API server refused
 	// for good (see persistent); transientErr the first that failed otherwise.
-	// Releases whose routing waits for it say so.
+	// routingHeld: the failed write held back the routing itself (the
+	// VirtualService, the DestinationRule it needs first, or a Service that
+	// does not exist): releases whose routing waits for it say so.
 	writeErr, transientErr error
+	routingHeld            bool
 	// fp memoizes fingerprint.
 	fp uint64
 	// writing: this rebuild has begun writing; throttled: it was held back
@@ -174,13 +178,26 @@ func (r *AppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl
 		res.RequeueAfter = minRequeue(res.RequeueAfter, 30*time.Second)
 	}
 	if err := kerrors.NewAggregate(errs); err != nil {
+		if !slices.ContainsFunc(errs, func(err error) bool { return !persistent(err) }) {
+			// Refused for good, and said so in the releases' status and
+			// events: retry at leisure, and keep the drains' own timers
+			// (an error's backoff would hold them for minutes).
+			ctrl.LoggerFrom(ctx).Info("Writes refused by the API server; retrying", "error", err.Error())
+			return ctrl.Result{RequeueAfter: minRequeue(res.RequeueAfter, refusedRetry)}, nil
+		}
 		return ctrl.Result{}, err
 	}
 	return res, nil
 }
 
-// noteWriteError records a refused write of a shared object for the statuses.
-func (s *appScope) noteWriteError(err error) {
+// refusedRetry is how often a rebuild whose writes the API server refused
+// for good tries again (what refused them may change: a quota, a policy).
+const refusedRetry = 30 * time.Second
+
+// noteWriteError records a refused write of a shared object for the
+// statuses; held: it holds back the routing itself.
+func (s *appScope) noteWriteError(err error, held bool) {
+	s.routingHeld = s.routingHeld || held
 	switch {
 	case persistent(err):
 		if s.writeErr == nil {

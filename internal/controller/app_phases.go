@@ -157,7 +157,8 @@ func (r *AppReconciler) reconcileService(ctx context.Context, s *appScope) (ctrl
 	}
 	if err := r.Apply(ctx, ac, client.FieldOwner(appFieldManager), client.ForceOwnership); err != nil {
 		err = fmt.Errorf("apply Service %s: %w", s.key, err)
-		s.noteWriteError(err)
+		// Without the Service no route reaches anyone; an existing one still serves.
+		s.noteWriteError(err, s.service == nil)
 		return ctrl.Result{}, err
 	}
 	metrics.Writes.WithLabelValues("Service", "apply").Inc()
@@ -189,16 +190,17 @@ func (r *AppReconciler) reconcileRouting(ctx context.Context, s *appScope) (ctrl
 	before := routing.RoutedSubsets(vsSpec(s.vs))
 	first, _ := routing.PlanSubsets(s.desiredDR, drSpec(s.dr), before, s.drains, delay, s.now)
 	if err := r.applyDestinationRule(ctx, s, first, owners); err != nil {
-		return r.writeFailed(s, err)
+		return r.writeFailed(s, err, true)
 	}
 	if err := r.applyVirtualService(ctx, s, s.desiredVS, routedOwners(owners, s.desiredVS, s.decision)); err != nil {
-		return r.writeFailed(s, err)
+		return r.writeFailed(s, err, true)
 	}
 	after := routing.RoutedSubsets(vsSpec(s.vs))
 	s.drains = routing.NextDrains(s.drains, before, after, routing.DefinedSubsets(drSpec(s.dr)), drainStart(s.now))
 	last, next := routing.PlanSubsets(s.desiredDR, drSpec(s.dr), after, s.drains, delay, s.now)
 	if err := r.applyDestinationRule(ctx, s, last, owners); err != nil {
-		return r.writeFailed(s, err)
+		// The routes are written: statuses say so; the subsets left go later.
+		return r.writeFailed(s, err, false)
 	}
 	s.drains = routing.NextDrains(s.drains, nil, nil, routing.DefinedSubsets(drSpec(s.dr)), s.now)
 	// Come back when the next drain ends, to take its subset out.
@@ -215,13 +217,14 @@ func drainStart(now time.Time) time.Time {
 	return now
 }
 
-// writeFailed turns a failed or held-back write into the rebuild's result.
-func (r *AppReconciler) writeFailed(s *appScope, err error) (ctrl.Result, error) {
+// writeFailed turns a failed or held-back write into the rebuild's result;
+// held: the write held back the routing itself.
+func (r *AppReconciler) writeFailed(s *appScope, err error, held bool) (ctrl.Result, error) {
 	var t throttled
 	if errors.As(err, &t) {
 		return ctrl.Result{RequeueAfter: time.Duration(t)}, nil
 	}
-	s.noteWriteError(err)
+	s.noteWriteError(err, held)
 	return ctrl.Result{}, err
 }
 

@@ -93,13 +93,13 @@ func (r *AppReconciler) desiredStatus(s *appScope, rel *v1alpha1.AppRelease) *v1
 		o.Ready, o.Reason = false, v1alpha1.ReasonRollingOut
 		o.Message = "its Deployment is rolling out the current spec; " + o.Message
 	}
-	if err := s.writeErr; err != nil && o.Phase != v1alpha1.PhaseRetiring && (o.Phase != rel.Status.Phase || o.Weight != rel.Status.Weight) {
+	if err := s.writeErr; err != nil && s.routingHeld && o.Phase != v1alpha1.PhaseRetiring && (o.Phase != rel.Status.Phase || o.Weight != rel.Status.Weight) {
 		// Its routing waits for a write the API server refuses: it is
 		// served as its status says, not as the decision would have it.
 		setStatus(want, writeRefusedOutcome(rel.Status, err), rel.Generation)
 		return want
 	}
-	if s.transientErr != nil && (o.Phase != rel.Status.Phase || o.Weight != rel.Status.Weight) {
+	if s.transientErr != nil && s.routingHeld && (o.Phase != rel.Status.Phase || o.Weight != rel.Status.Weight) {
 		// Retried at once: its status stays as it is until the write lands.
 		return want
 	}

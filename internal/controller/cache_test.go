@@ -6,6 +6,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/switchyard-dev/switchyard/api/v1alpha1"
 )
@@ -69,5 +70,38 @@ func TestEditedBy(t *testing.T) {
 				t.Errorf("editedBy = %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestReleaseUID(t *testing.T) {
+	rel := &v1alpha1.AppRelease{ObjectMeta: metav1.ObjectMeta{Name: "shop-v1", Namespace: "shop", UID: "uid-1"},
+		Spec: v1alpha1.AppReleaseSpec{App: "shop", Environment: "production", Image: "registry.example.com/shop:v1"}}
+	current := MakeDeployment(rel)
+	// Written by the version before: an owner reference, no annotation, no finalizer.
+	before := current.DeepCopy()
+	delete(before.Annotations, annotationReleaseUID)
+	before.Finalizers = nil
+	before.OwnerReferences = []metav1.OwnerReference{{APIVersion: v1alpha1.GroupVersion.String(), Kind: "AppRelease",
+		Name: "shop-v1", UID: "uid-1", Controller: ptr.To(true)}}
+	foreign := current.DeepCopy()
+	delete(foreign.Labels, LabelManagedBy)
+	other := &v1alpha1.AppRelease{ObjectMeta: metav1.ObjectMeta{Name: "shop-v1", Namespace: "shop", UID: "uid-2"}}
+	for _, tc := range []struct {
+		name string
+		d    *appsv1.Deployment
+		rel  *v1alpha1.AppRelease
+		want bool
+	}{
+		{"its own Deployment", current, rel, true},
+		{"a Deployment written by the previous version, owned by reference", before, rel, true},
+		{"a Deployment of an earlier release of the same name", current, other, false},
+		{"a Deployment Switchyard did not write", foreign, rel, false},
+	} {
+		if got := runs(tc.d, tc.rel); got != tc.want {
+			t.Errorf("%s: runs = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if stateOf(before).Owner != "uid-1" {
+		t.Errorf("a Deployment of the previous version reads as no release's: routing would drop it on upgrade")
 	}
 }

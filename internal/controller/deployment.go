@@ -155,9 +155,7 @@ func stateOf(d *appsv1.Deployment) deploymentState {
 		Updated:            d.Status.UpdatedReplicas,
 		AvailableReplicas:  d.Status.AvailableReplicas,
 	}
-	if d.Labels[LabelManagedBy] == ManagedByValue {
-		st.Owner = types.UID(d.Annotations[annotationReleaseUID])
-	}
+	st.Owner = releaseUID(d)
 	c := deploymentCondition(d, appsv1.DeploymentAvailable)
 	st.Available = c != nil && c.Status == corev1.ConditionTrue
 	c = deploymentCondition(d, appsv1.DeploymentProgressing)
@@ -181,8 +179,24 @@ func (st deploymentState) podsUp() bool {
 
 // runs tells whether a Deployment is the one Switchyard runs for release rel.
 func runs(d *appsv1.Deployment, rel *v1alpha1.AppRelease) bool {
-	return d.Labels[LabelManagedBy] == ManagedByValue && d.Labels[LabelRelease] == rel.Name &&
-		d.Annotations[annotationReleaseUID] == string(rel.UID)
+	return d.Labels[LabelRelease] == rel.Name && releaseUID(d) == rel.UID
+}
+
+// releaseUID is the uid of the AppRelease a Switchyard Deployment runs: its
+// annotation, or, for a Deployment written before it had one, its controller
+// owner reference (the release controller then applies the annotation, the
+// finalizer and no owner reference). "" for any other Deployment.
+func releaseUID(d *appsv1.Deployment) types.UID {
+	if d.Labels[LabelManagedBy] != ManagedByValue {
+		return ""
+	}
+	if uid := d.Annotations[annotationReleaseUID]; uid != "" {
+		return types.UID(uid)
+	}
+	if ref := metav1.GetControllerOf(d); ref != nil && ref.Kind == "AppRelease" && ref.APIVersion == v1alpha1.GroupVersion.String() {
+		return ref.UID
+	}
+	return ""
 }
 
 // rolledOut: the Deployment runs the release's current spec (wantHash) on

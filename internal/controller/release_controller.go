@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -17,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -24,12 +28,16 @@ import (
 	"github.com/switchyard-dev/switchyard/api/v1alpha1"
 )
 
-// ReleaseReconciler runs one AppRelease: it adds the drain finalizer first,
-// keeps the release's Deployment as the spec asks, and removes the Deployment
-// once the app controller has superseded the release (routes and subset gone).
-// The app controller drains deleted releases and writes their status.
+// ReleaseReconciler runs one AppRelease: it adds the drain finalizer first
+// and keeps the release's Deployment as the spec asks, putting back what
+// others change. The app controller drains deleted and superseded releases,
+// deletes their Deployments once drained, and writes every status.
 type ReleaseReconciler struct {
 	client.Client
+	// revertedMu guards revertedGen: the generation of each Deployment
+	// (by uid) whose edit by someone else was already put back once.
+	revertedMu  sync.Mutex
+	revertedGen map[types.UID]int64
 	// APIReader reads past the cache, which holds only Switchyard's
 	// Deployments: it finds a Deployment of the release's name that someone
 	// else created.
@@ -87,22 +95,14 @@ func (r *ReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		return ctrl.Result{}, nil
 	}
 	res, err := r.applyDeployment(ctx, release)
-	switch {
-	case err == nil:
-	case apierrors.IsInvalid(err) || apierrors.IsBadRequest(err):
-		// Only a change of the release can help: no hot retry loop.
+	if err != nil && persistent(err) {
+		// An invalid template, a quota, an admission policy, RBAC: said at
+		// once, and retried with backoff, as a change of the release or of
+		// what refused it may cure it.
 		r.refusals.set(release, &refusal{Generation: release.Generation, Reason: v1alpha1.ReasonDeploymentRefused,
 			Message: "the API server refused its Deployment: " + err.Error()})
-		return ctrl.Result{}, reconcile.TerminalError(err)
-	case persistent(err):
-		// A quota, an admission policy, RBAC: retried with backoff, as that may change.
-		r.refusals.set(release, &refusal{Generation: release.Generation, Reason: v1alpha1.ReasonDeploymentRefused,
-			Message: "the API server refused its Deployment: " + err.Error()})
-		return ctrl.Result{}, err
-	default:
-		return ctrl.Result{}, err
 	}
-	return res, nil
+	return res, err
 }
 
 // applyDeployment writes the release's Deployment when it differs from the
@@ -135,13 +135,20 @@ func (r *ReleaseReconciler) applyDeployment(ctx context.Context, release *v1alph
 		}
 		r.refusals.set(release, &refusal{Generation: release.Generation, Reason: v1alpha1.ReasonDeploymentConflict,
 			Message: fmt.Sprintf("Deployment %s already exists and was not created by Switchyard for this release: it is left untouched; delete or rename it, or rename the release", klog.KObj(current))})
-		return ctrl.Result{}, nil
+		// Its deletion sends no event (the cache holds only Switchyard's
+		// Deployments): look again.
+		return ctrl.Result{RequeueAfter: conflictRecheck}, nil
 	case !current.DeletionTimestamp.IsZero():
 		// It is being deleted: its pods go once their routes have drained,
 		// and a new one is made after.
 		return ctrl.Result{}, nil
 	default:
 		editor = current.Annotations[annotationEditedBy]
+		if editor != "" && r.alreadyReverted(current) {
+			// Put back once already: what is left is a field Switchyard does
+			// not set (kubectl rollout restart's annotation), which stays.
+			editor = ""
+		}
 		if current.Annotations[annotationSpecHash] == desired.Annotations[annotationSpecHash] && editor == "" {
 			r.refusals.set(release, nil)
 			return ctrl.Result{}, nil
@@ -156,22 +163,45 @@ func (r *ReleaseReconciler) applyDeployment(ctx context.Context, release *v1alph
 	}
 	r.refusals.set(release, nil)
 	if editor != "" && current.Annotations[annotationSpecHash] == desired.Annotations[annotationSpecHash] {
+		r.noteReverted(current)
 		if gen, _, _ := unstructured.NestedInt64(u.Object, "metadata", "generation"); gen != current.Generation {
 			r.Recorder.Eventf(release, current, corev1.EventTypeWarning, "DeploymentReverted", "Apply",
 				"Deployment %s was changed by %s; put back as the release asks (change the AppRelease instead)", current.Name, editor)
+			ctrl.LoggerFrom(ctx).Info("Put back a Deployment changed by someone else", "deployment", klog.KObj(desired), "editedBy", editor)
 		}
-		ctrl.LoggerFrom(ctx).Info("Put back a Deployment changed by someone else", "deployment", klog.KObj(desired), "editedBy", editor)
 		return ctrl.Result{}, nil
 	}
 	ctrl.LoggerFrom(ctx).Info("Applied Deployment", "deployment", klog.KObj(desired), "image", release.Spec.Image)
 	return ctrl.Result{}, nil
 }
 
+// conflictRecheck is how often a release blocked by a Deployment that is not
+// Switchyard's looks again.
+const conflictRecheck = 15 * time.Second
+
+// alreadyReverted tells whether this edit of d (its generation) was put back already.
+func (r *ReleaseReconciler) alreadyReverted(d *appsv1.Deployment) bool {
+	r.revertedMu.Lock()
+	defer r.revertedMu.Unlock()
+	gen, ok := r.revertedGen[d.UID]
+	return ok && gen == d.Generation
+}
+
+// noteReverted remembers that the edit of d at its generation was put back.
+func (r *ReleaseReconciler) noteReverted(d *appsv1.Deployment) {
+	r.revertedMu.Lock()
+	defer r.revertedMu.Unlock()
+	if r.revertedGen == nil {
+		r.revertedGen = map[types.UID]int64{}
+	}
+	r.revertedGen[d.UID] = d.Generation
+}
+
 // SetupWithManager registers the release controller.
 func (r *ReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("apprelease").
-		For(&v1alpha1.AppRelease{}).
+		For(&v1alpha1.AppRelease{}, builder.WithPredicates(releaseSpecChanged)).
 		// Releases are independent: a burst of pipelines is taken in (the
 		// finalizer, the Deployment) a few at a time, not one by one.
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
@@ -185,6 +215,18 @@ func (r *ReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: name}}}
 		}), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Complete(r)
+}
+
+// releaseSpecChanged passes the release changes the release controller acts
+// on: its spec (generation), its deletion, its finalizers and its becoming
+// Superseded; not the statuses the app controller writes.
+var releaseSpecChanged = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld.(*v1alpha1.AppRelease), e.ObjectNew.(*v1alpha1.AppRelease)
+		return o.Generation != n.Generation || !o.DeletionTimestamp.Equal(n.DeletionTimestamp) ||
+			!slices.Equal(o.Finalizers, n.Finalizers) ||
+			(o.Status.Phase == v1alpha1.PhaseSuperseded) != (n.Status.Phase == v1alpha1.PhaseSuperseded)
+	},
 }
 
 // toUnstructured turns a typed object into the unstructured form server-side
