@@ -121,6 +121,14 @@ func (b *bench) namespace(ctx context.Context) (string, error) {
 // apply is a pipeline's server-side apply of an AppRelease.
 func (b *bench) apply(ctx context.Context, ns, app, name string, spec map[string]any) error {
 	spec["app"] = app
+	if hosts, ok := spec["hosts"].([]any); ok {
+		// A host is served by one app in the whole cluster: each app gets its own.
+		own := make([]any, len(hosts))
+		for i, h := range hosts {
+			own[i] = strings.TrimSuffix(h.(string), "example.com") + app + "." + ns + ".example.com"
+		}
+		spec["hosts"] = own
+	}
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": v1alpha1.GroupVersion.String(), "kind": "AppRelease",
 		"metadata": map[string]any{"name": name, "namespace": ns}, "spec": spec,

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"hash/fnv"
 	"slices"
 	"sync"
@@ -128,6 +129,11 @@ func (r *AppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl
 		return res, err
 	}
 	s.current = routing.CurrentOf(vsSpec(s.vs))
+	held, err := r.heldElsewhere(ctx, s)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	s.current.HeldElsewhere = held
 	s.decision = routing.DecideFrom(routingInputs(s), s.current, r.Routing)
 	s.owners = ownerReferences(s.decision)
 	s.desiredDR = routing.MakeDestinationRule(s.key.Namespace, s.key.Name, s.decision)
@@ -206,6 +212,66 @@ func (s *appScope) noteWriteError(err error, held bool) {
 	case s.transientErr == nil:
 		s.transientErr = err
 	}
+}
+
+// heldElsewhere finds the hosts this app's releases ask for that another
+// app in the cluster (any namespace) holds: a host is served by one app only.
+// This app keeps a host it serves now unless another that also serves it
+// claimed it earlier (both serving happens only in a race); a host it does
+// not serve goes to it only if no other app serves it or claimed it earlier.
+// Another app "serves" a host while one of its releases asking for it is
+// Live and not in conflict; its claim dates from its oldest such release.
+func (r *AppReconciler) heldElsewhere(ctx context.Context, s *appScope) (map[string]string, error) {
+	ours := map[string]time.Time{} // host → our oldest claim
+	for _, rel := range s.releases {
+		if !rel.DeletionTimestamp.IsZero() || rel.Status.Phase == v1alpha1.PhaseSuperseded {
+			continue
+		}
+		for _, h := range normalHosts(rel.Spec.Hosts) {
+			if t, ok := ours[h]; !ok || rel.CreationTimestamp.Time.Before(t) {
+				ours[h] = rel.CreationTimestamp.Time
+			}
+		}
+	}
+	held := map[string]string{}
+	for _, h := range sortedNames(ours) {
+		list := &v1alpha1.AppReleaseList{}
+		if err := r.List(ctx, list, client.MatchingFields{hostIndex: h}); err != nil {
+			return nil, fmt.Errorf("list AppReleases claiming host %s: %w", h, err)
+		}
+		type claim struct {
+			since  time.Time
+			serves bool
+		}
+		others := map[string]*claim{}
+		for i := range list.Items {
+			rel := &list.Items[i]
+			if (rel.Namespace == s.key.Namespace && rel.Spec.App == s.key.Name) ||
+				!rel.DeletionTimestamp.IsZero() || rel.Status.Phase == v1alpha1.PhaseSuperseded {
+				continue
+			}
+			who := fmt.Sprintf("app %s in namespace %s", rel.Spec.App, rel.Namespace)
+			c := others[who]
+			if c == nil {
+				c = &claim{since: rel.CreationTimestamp.Time}
+				others[who] = c
+			}
+			if rel.CreationTimestamp.Time.Before(c.since) {
+				c.since = rel.CreationTimestamp.Time
+			}
+			c.serves = c.serves || (rel.Status.Phase == v1alpha1.PhaseLive && readyReason(&rel.Status) != v1alpha1.ReasonHostsConflict)
+		}
+		weServe := s.current.HostEnvironments[h] != ""
+		for _, who := range sortedNames(others) {
+			c := others[who]
+			earlier := c.since.Before(ours[h])
+			if (c.serves && (!weServe || earlier)) || (!c.serves && !weServe && earlier) {
+				held[h] = who
+				break
+			}
+		}
+	}
+	return held, nil
 }
 
 // loadDrains reads when each draining subset's last route left from its
@@ -337,18 +403,37 @@ func (r *AppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 		return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: app}}}
 	})
-	releaseToApp := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+	// A release maps to its app, and to every other app that claims one of
+	// its hosts, in any namespace: its coming, going or serving may hand a
+	// host over.
+	releaseToApps := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 		rel := o.(*v1alpha1.AppRelease)
-		return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: rel.Namespace, Name: rel.Spec.App}}}
+		own := client.ObjectKey{Namespace: rel.Namespace, Name: rel.Spec.App}
+		out := []reconcile.Request{{NamespacedName: own}}
+		seen := map[client.ObjectKey]bool{own: true}
+		for _, h := range normalHosts(rel.Spec.Hosts) {
+			list := &v1alpha1.AppReleaseList{}
+			if err := mgr.GetClient().List(ctx, list, client.MatchingFields{hostIndex: h}); err != nil {
+				continue
+			}
+			for _, other := range list.Items {
+				key := client.ObjectKey{Namespace: other.Namespace, Name: other.Spec.App}
+				if !seen[key] {
+					seen[key] = true
+					out = append(out, reconcile.Request{NamespacedName: key})
+				}
+			}
+		}
+		return out
 	})
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("app").
-		Watches(&v1alpha1.AppRelease{}, releaseToApp, builder.WithPredicates(releaseChanged)).
+		Watches(&v1alpha1.AppRelease{}, releaseToApps, builder.WithPredicates(releaseChanged)).
 		Watches(&appsv1.Deployment{}, byApp, builder.WithPredicates(deploymentChanged)).
 		Watches(&corev1.Service{}, byApp).
 		Watches(&networkingv1.VirtualService{}, byApp, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&networkingv1.DestinationRule{}, byApp, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		WatchesRawSource(source.Channel(r.refusals.changed, releaseToApp)).
+		WatchesRawSource(source.Channel(r.refusals.changed, releaseToApps)).
 		Complete(r)
 }
 

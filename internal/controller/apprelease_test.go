@@ -127,7 +127,7 @@ var _ = Describe("AppRelease", func() {
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "shop"}, vs)).To(Succeed())
 		Expect(vs.Spec.Http[0].Match).To(HaveLen(1))
 		Expect(vs.Spec.Http[0].Match[0].Headers).To(HaveKey("x-branch"))
-		Expect(routing.AuthorityHosts(vs.Spec.Http[0].Match[0].Authority)).To(Equal([]string{"staging.shop.example.com"}))
+		Expect(routing.AuthorityHosts(vs.Spec.Http[0].Match[0].Authority)).To(Equal([]string{nsHost(ns, "staging.shop.example.com")}))
 
 		By("a rebuild of the branch stays off the route until Available")
 		Eventually(phaseOf(ns, "shop-jp12-a")).Should(Equal("Live 100 True/Routed"))

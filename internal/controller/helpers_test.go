@@ -48,8 +48,21 @@ func newRelease(ns, name string, opts ...relOpt) *v1alpha1.AppRelease {
 	for _, o := range opts {
 		o(r)
 	}
+	for i, h := range r.Spec.Hosts {
+		r.Spec.Hosts[i] = nsHost(ns, h)
+	}
 	Expect(k8s.Create(ctx, r)).To(Succeed())
 	return r
+}
+
+// nsHost makes a test's example.com host its namespace's own: a host is served
+// by one app in the whole cluster, and test namespaces outlive their tests.
+// Hosts elsewhere (example.org) are left as they are, for tests of sharing.
+func nsHost(ns, h string) string {
+	if base, ok := strings.CutSuffix(h, ".example.com"); ok {
+		return base + "." + ns + ".example.com"
+	}
+	return h
 }
 
 // makeAvailable plays the Deployment controller: it reports the release's

@@ -7,6 +7,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -38,8 +39,10 @@ const (
 	// Finalizer keeps a release until its routes and subset have left the app's objects.
 	Finalizer = "delivery.switchyard.dev/drain"
 
-	// appIndex indexes AppReleases by spec.app.
-	appIndex = ".spec.app"
+	// appIndex indexes AppReleases by spec.app; hostIndex by each of
+	// spec.hosts, lower case, across namespaces.
+	appIndex  = ".spec.app"
+	hostIndex = ".spec.hosts"
 
 	releaseFieldManager = "switchyard-release"
 	appFieldManager     = "switchyard-app"
@@ -71,9 +74,24 @@ type Config struct {
 
 // SetupIndexes registers the cache indexes the controllers list by.
 func SetupIndexes(ctx context.Context, mgr manager.Manager) error {
-	return mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.AppRelease{}, appIndex, func(o client.Object) []string {
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.AppRelease{}, appIndex, func(o client.Object) []string {
 		return []string{o.(*v1alpha1.AppRelease).Spec.App}
+	}); err != nil {
+		return err
+	}
+	return mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.AppRelease{}, hostIndex, func(o client.Object) []string {
+		return normalHosts(o.(*v1alpha1.AppRelease).Spec.Hosts)
 	})
+}
+
+// normalHosts are hosts as routing compares them: lower case, without a
+// trailing dot.
+func normalHosts(hosts []string) []string {
+	out := make([]string, 0, len(hosts))
+	for _, h := range hosts {
+		out = append(out, strings.ToLower(strings.TrimSuffix(h, ".")))
+	}
+	return out
 }
 
 // managedLabels are the labels of every shared object of an app.

@@ -51,7 +51,7 @@ var _ = Describe("AppRelease workload rights", Ordered, func() {
 		Verbs: []string{"get", "create", "update", "patch"}}
 	release := func(name string) *v1alpha1.AppRelease {
 		return &v1alpha1.AppRelease{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-			Spec: v1alpha1.AppReleaseSpec{App: "shop", Environment: "staging", Hosts: []string{"staging.shop.example.com"},
+			Spec: v1alpha1.AppReleaseSpec{App: "shop", Environment: "staging", Hosts: []string{nsHost(ns, "staging.shop.example.com")},
 				Image: "registry.example.com/shop:1"}}
 	}
 

@@ -15,6 +15,10 @@ type Current struct {
 	HostEnvironments map[string]string
 	// Routes are the names of the HTTP routes the VirtualService has now.
 	Routes map[string]bool
+	// HeldElsewhere maps each host (lower case) that another app in the
+	// cluster holds to a description of that app ("app shop in namespace
+	// shop"): no environment of this app is served there.
+	HeldElsewhere map[string]string
 }
 
 // CurrentOf reads a VirtualService spec written by MakeVirtualService (nil:

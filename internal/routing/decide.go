@@ -341,6 +341,15 @@ func decideHosts(envs []string, byEnv map[string][]Release, cur Current, out map
 	hosts := map[string][]string{}
 	for _, env := range order {
 		for _, h := range asked[env] {
+			if holder, ok := cur.HeldElsewhere[h]; ok {
+				for _, r := range byEnv[env] {
+					if slices.Contains(normalizeHosts(r.Hosts), h) && out[r.Name].Phase != v1alpha1.PhaseSuperseded {
+						out[r.Name] = conflict(out[r.Name], v1alpha1.ReasonHostsConflict, fmt.Sprintf(
+							"host %s belongs to %s; environment %s is not served there", h, holder, env))
+					}
+				}
+				continue
+			}
 			if prev, taken := owner[h]; taken && prev != env {
 				why := "which claimed it first"
 				if cur.HostEnvironments[h] == prev {

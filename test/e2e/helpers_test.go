@@ -51,8 +51,25 @@ func (s spec) with(k string, v any) spec {
 	return out
 }
 
-// apply is `kubectl apply --server-side` of an AppRelease, as a CI pipeline runs it.
+// nsHost makes a test's example.com host its namespace's own: a host is served
+// by one app in the whole cluster, and test namespaces outlive their tests.
+func nsHost(ns, h string) string {
+	if base, ok := strings.CutSuffix(h, ".example.com"); ok {
+		return base + "." + ns + ".example.com"
+	}
+	return h
+}
+
+// apply is `kubectl apply --server-side` of an AppRelease, as a CI pipeline
+// runs it (its example.com hosts made the namespace's own: nsHost).
 func apply(ns, name string, s spec) error {
+	if hosts, ok := s["hosts"].([]any); ok {
+		own := make([]any, len(hosts))
+		for i, h := range hosts {
+			own[i] = nsHost(ns, h.(string))
+		}
+		s = s.with("hosts", own)
+	}
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": v1alpha1.GroupVersion.String(), "kind": "AppRelease",
 		"metadata": map[string]any{"name": name, "namespace": ns}, "spec": map[string]any(s),

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -85,16 +86,16 @@ var _ = Describe("Out-of-order builds and kubectl switchyard", func() {
 		By("routes shows the table, and the refused build with its reason")
 		out, code = plugin("routes", "shop", "-n", ns)
 		Expect(code).To(Equal(0), out)
-		Expect(out).To(MatchRegexp(`staging\.shop\.example\.com\s+x-branch=feature-jp12\s+shop-jp12-7\s+Live\s+100%\s+7`))
+		Expect(out).To(MatchRegexp(regexp.QuoteMeta(nsHost(ns, "staging.shop.example.com")) + `\s+x-branch=feature-jp12\s+shop-jp12-7\s+Live\s+100%\s+7`))
 		Expect(out).To(MatchRegexp(`shop-jp12-6\s+Superseded\s+OlderBuild`))
 
 		By("explain names the rule that serves a request and why the earlier ones did not")
-		out, code = plugin("explain", "shop", "-n", ns, "--host", "staging.shop.example.com")
+		out, code = plugin("explain", "shop", "-n", ns, "--host", nsHost(ns, "staging.shop.example.com"))
 		Expect(code).To(Equal(0), out)
 		Expect(out).To(ContainSubstring(`branch-staging-feature-jp12 does not match: no header x-branch`))
 		Expect(out).To(ContainSubstring("Served by rule env-staging"))
 		Expect(out).To(MatchRegexp(`100%\s+shop-staging-1`))
-		out, _ = plugin("explain", "shop", "-n", ns, "--host", "staging.shop.example.com", "-H", "x-branch: feature-jp12", "-o", "json")
+		out, _ = plugin("explain", "shop", "-n", ns, "--host", nsHost(ns, "staging.shop.example.com"), "-H", "x-branch: feature-jp12", "-o", "json")
 		Expect(out).To(ContainSubstring(`"rule": "branch-staging-feature-jp12"`))
 	})
 })

@@ -1,0 +1,58 @@
+package controller_test
+
+import (
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/switchyard-dev/switchyard/api/v1alpha1"
+)
+
+// A host is served by one app in the whole cluster: a later claimant, in any
+// app or namespace, is told who holds it and never takes it.
+var _ = Describe("Hosts across apps and namespaces", func() {
+	withApp := func(app string) relOpt { return func(r *v1alpha1.AppRelease) { r.Spec.App = app } }
+	// shared is a public host no other test claims (nsHost leaves example.org as it is).
+	const shared = "shop.example.org"
+	sharedHost := func(r *v1alpha1.AppRelease) { r.Spec.Hosts = []string{shared} }
+	vsHosts := func(ns, app string) func(Gomega) []string {
+		return func(g Gomega) []string {
+			vs := &networkingv1.VirtualService{}
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: app}, vs)).To(Succeed())
+			return vs.Spec.Hosts
+		}
+	}
+
+	It("keeps a host with the app that serves it, tells a later claimant in another namespace, and hands it over when freed", func() {
+		team, other := newNamespace(), newNamespace()
+		newRelease(team, "shop-v1", sharedHost)
+		makeAvailable(team, "shop-v1")
+		Eventually(phaseOf(team, "shop-v1")).Should(Equal("Live 100 True/Routed"))
+
+		By("another team's app claiming the same public host")
+		newRelease(other, "evil-v1", withApp("evil"), sharedHost)
+		makeAvailable(other, "evil-v1")
+		Eventually(phaseOf(other, "evil-v1")).Should(Equal("Live 100 False/HostsConflict"))
+		r := getRelease(other, "evil-v1")(Default)
+		Expect(meta.FindStatusCondition(r.Status.Conditions, v1alpha1.ConditionReady).Message).
+			To(ContainSubstring("belongs to app shop in namespace " + team))
+		Eventually(vsHosts(other, "evil")).ShouldNot(ContainElement(shared))
+		Consistently(phaseOf(team, "shop-v1"), "2s").Should(Equal("Live 100 True/Routed"))
+		Expect(vsHosts(team, "shop")(Default)).To(ContainElement(shared))
+
+		By("a second app in the same namespace claiming it")
+		newRelease(team, "cart-v1", withApp("cart"), sharedHost)
+		makeAvailable(team, "cart-v1")
+		Eventually(phaseOf(team, "cart-v1")).Should(Equal("Live 100 False/HostsConflict"))
+
+		By("the holder retiring: the host goes to the earliest remaining claimant")
+		Expect(k8s.Delete(ctx, getRelease(team, "shop-v1")(Default))).To(Succeed())
+		Eventually(gone(&v1alpha1.AppRelease{ObjectMeta: metav1.ObjectMeta{Namespace: team, Name: "shop-v1"}})).Should(BeTrue())
+		Eventually(phaseOf(other, "evil-v1")).Should(Equal("Live 100 True/Routed"))
+		Eventually(vsHosts(other, "evil")).Should(ContainElement(shared))
+		Eventually(phaseOf(team, "cart-v1")).Should(Equal("Live 100 False/HostsConflict"))
+	})
+})
