@@ -12,6 +12,7 @@ import (
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -53,6 +54,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (*flags, *zap.Options, error) {
 	fs.StringVar(&f.routing.Gateway, "gateway", "istio-system/ingressgateway", "Ingress gateway (namespace/name) the environments' hosts are served at.")
 	fs.StringVar(&f.routing.MeshEnvironment, "mesh-environment", "production", "Environment that traffic inside the mesh to an app's Service gets.")
 	fs.IntVar(&f.routing.KeepPrevious, "keep-previous", 1, "Previous stable releases kept per environment as instant rollback targets (Standby).")
+	fs.StringVar(&f.routing.ClusterDomain, "cluster-domain", "cluster.local", "The cluster's DNS domain: an app's Service is app.namespace.svc.<domain> in its VirtualService and DestinationRule.")
 	fs.IntVar(&f.routing.MaxRoutes, "max-routes", 1000, "Budget of HTTP routes in one app's VirtualService; the newest branches beyond it wait (RouteBudgetExceeded). 0: no budget.")
 	fs.BoolVar(&f.pruneSuperseded, "prune-superseded", true, "Delete a superseded AppRelease once its routes, subset and Deployment are gone; false when GitOps owns the AppReleases.")
 	fs.DurationVar(&f.supersededGrace, "superseded-grace", 10*time.Minute, "How long a release superseded as an older build is kept before it is pruned, so the pipeline that applied it can read why.")
@@ -75,6 +77,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (*flags, *zap.Options, error) {
 	}
 	if ns, name, ok := strings.Cut(f.routing.Gateway, "/"); !ok || ns == "" || name == "" {
 		errs = append(errs, fmt.Errorf("--gateway must be namespace/name, got %q", f.routing.Gateway))
+	}
+	if bad := validation.IsDNS1123Subdomain(f.routing.ClusterDomain); len(bad) > 0 {
+		errs = append(errs, fmt.Errorf("--cluster-domain must be a DNS subdomain, got %q: %s", f.routing.ClusterDomain, strings.Join(bad, "; ")))
 	}
 	if f.routing.MaxRoutes < 0 {
 		errs = append(errs, fmt.Errorf("--max-routes must not be negative, got %d", f.routing.MaxRoutes))

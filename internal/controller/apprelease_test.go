@@ -118,7 +118,7 @@ var _ = Describe("AppRelease", func() {
 		newRelease(ns, "shop-jp12-a", withEnv("staging", "staging.shop.example.com"), withBranch("feature-jp12"))
 		makeAvailable(ns, "shop-jp12-a")
 		Eventually(routesOf(ns)).Should(Equal([]string{
-			"branch-staging-feature-jp12: shop-jp12-a 100",
+			"branch-staging.feature-jp12: shop-jp12-a 100",
 			"env-production: shop-v1 100",
 			"env-staging: shop-staging-1 100",
 			"mesh-production: shop-v1 100",
@@ -135,7 +135,7 @@ var _ = Describe("AppRelease", func() {
 		newRelease(ns, "shop-jp12-b", withEnv("staging", "staging.shop.example.com"), withBranch("feature-jp12"))
 		Eventually(phaseOf(ns, "shop-jp12-b")).Should(Equal("Progressing 0 False/Progressing"))
 		Eventually(subsetsOf(ns)).Should(ContainElement("shop-jp12-b"))
-		Expect(routesOf(ns)(Default)).To(ContainElement("branch-staging-feature-jp12: shop-jp12-a 100"))
+		Expect(routesOf(ns)(Default)).To(ContainElement("branch-staging.feature-jp12: shop-jp12-a 100"))
 		unchanged := &networkingv1.VirtualService{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "shop"}, unchanged)).To(Succeed())
 		Expect(unchanged.ResourceVersion).To(Equal(vs.ResourceVersion),
@@ -144,7 +144,7 @@ var _ = Describe("AppRelease", func() {
 
 		By("then takes over, and the old build is superseded and pruned")
 		makeAvailable(ns, "shop-jp12-b")
-		Eventually(routesOf(ns)).Should(ContainElement("branch-staging-feature-jp12: shop-jp12-b 100"))
+		Eventually(routesOf(ns)).Should(ContainElement("branch-staging.feature-jp12: shop-jp12-b 100"))
 		Eventually(gone(&v1alpha1.AppRelease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shop-jp12-a"}})).Should(BeTrue())
 		Eventually(subsetsOf(ns)).ShouldNot(ContainElement("shop-jp12-a"))
 	})

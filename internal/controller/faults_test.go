@@ -274,7 +274,7 @@ var _ = Describe("AppRelease under cluster events", func() {
 		makeAvailable(ns, "shop-v1")
 		newRelease(ns, "shop-jp12", withBranch("feature-jp12"))
 		makeAvailable(ns, "shop-jp12")
-		Eventually(routesOf(ns)).Should(ContainElement("branch-production-feature-jp12: shop-jp12 100"))
+		Eventually(routesOf(ns)).Should(ContainElement("branch-production.feature-jp12: shop-jp12 100"))
 
 		Expect(k8s.Delete(ctx, getRelease(ns, "shop-jp12")(Default))).To(Succeed())
 		var since *metav1.Time

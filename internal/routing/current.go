@@ -46,7 +46,9 @@ const (
 )
 
 // envRouteName and branchRouteName name an environment's split rule and a
-// branch's rule at the gateway.
+// branch's rule at the gateway. Environments and branches are DNS labels, so
+// the dot between them keeps every pair's name its own (with a dash,
+// environment a-b with branch c and environment a with branch b-c collided).
 func envRouteName(env string) string            { return envRoutePrefix + env }
-func branchRouteName(env, branch string) string { return branchRoutePrefix + env + "-" + branch }
+func branchRouteName(env, branch string) string { return branchRoutePrefix + env + "." + branch }
 func meshBranchRouteName(branch string) string  { return "mesh-branch-" + branch }

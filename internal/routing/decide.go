@@ -21,6 +21,8 @@ type Decision struct {
 	Subsets []Destination
 	// Live are the releases still part of the app (not deleting, not superseded), by name.
 	Live []Release
+	// ClusterDomain is Options.ClusterDomain, for the objects made from the decision.
+	ClusterDomain string
 }
 
 // Decide routes an app's releases as if nothing were served yet (see
@@ -34,7 +36,7 @@ func Decide(releases []Release, opts Options) Decision {
 // branch that is served keeps its route within the budget. It never mutates
 // its input.
 func DecideFrom(releases []Release, cur Current, opts Options) Decision {
-	d := Decision{Outcomes: make(map[string]Outcome, len(releases)),
+	d := Decision{ClusterDomain: opts.ClusterDomain, Outcomes: make(map[string]Outcome, len(releases)),
 		Live: make([]Release, 0, len(releases)), Subsets: make([]Destination, 0, len(releases))}
 	perEnv := map[string]int{}
 	for _, r := range releases {

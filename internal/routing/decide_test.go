@@ -2,6 +2,7 @@ package routing_test
 
 import (
 	"fmt"
+	"regexp"
 	"testing"
 	"time"
 
@@ -321,4 +322,46 @@ func TestDecideFromKeepsIncumbents(t *testing.T) {
 		}
 		routingtest.CheckInvariants(t, rs, d)
 	})
+}
+
+// TestRouteNamesNeverCollide: environment a-b with branch c and environment a
+// with branch b-c are two routes with two names.
+func TestRouteNamesNeverCollide(t *testing.T) {
+	rs := []routing.Release{
+		release("ab", 0, env("a-b", "ab.example.com")), release("ab-c", 1, env("a-b", "ab.example.com"), branch("c")),
+		release("a", 2, env("a", "a.example.com")), release("a-bc", 3, env("a", "a.example.com"), branch("b-c")),
+	}
+	d := routing.Decide(rs, opts)
+	names := map[string]bool{}
+	for _, r := range d.Routes {
+		if names[r.Name] {
+			t.Errorf("two routes named %s", r.Name)
+		}
+		names[r.Name] = true
+	}
+	if !names["branch-a-b.c"] || !names["branch-a.b-c"] {
+		t.Errorf("route names %v", names)
+	}
+}
+
+// TestClusterDomain: the app's Service is named in the cluster's own domain,
+// in the DestinationRule's host, the routes' destinations and the mesh rules.
+func TestClusterDomain(t *testing.T) {
+	o := opts
+	o.ClusterDomain = "corp.internal"
+	d := routing.Decide([]routing.Release{release("v1", 0)}, o)
+	vs, dr := routing.MakeVirtualService("shop", "shop", d, o), routing.MakeDestinationRule("shop", "shop", d)
+	const svc = "shop.shop.svc.corp.internal"
+	if dr.Host != svc || vs.Http[0].Route[0].Destination.Host != svc || vs.Hosts[len(vs.Hosts)-1] != svc {
+		t.Errorf("DestinationRule host %s, destination %s, hosts %v", dr.Host, vs.Http[0].Route[0].Destination.Host, vs.Hosts)
+	}
+	mesh := vs.Http[len(vs.Http)-1].Match[0].Authority.GetRegex()
+	for _, name := range []string{"shop", "shop.shop", "shop.shop.svc", svc} {
+		if !regexp.MustCompile("^" + mesh + "$").MatchString(name) {
+			t.Errorf("mesh rule %q does not match %s", mesh, name)
+		}
+	}
+	if regexp.MustCompile("^" + mesh + "$").MatchString("shop.shop.svc.cluster.local") {
+		t.Errorf("mesh rule %q matches the default domain", mesh)
+	}
 }

@@ -25,7 +25,7 @@ func TestExplain(t *testing.T) {
 	}{
 		{"production host", routing.Request{Host: "shop.example.com"}, "env-production", "[{ v1 90} { v2 10}]", `host "shop.example.com" is not "staging.shop.example.com" (any case, any port)`},
 		{"staging branch by header", routing.Request{Host: "staging.shop.example.com", Headers: map[string]string{"x-branch": "feature-jp12"}},
-			"branch-staging-feature-jp12", "[{ jp12 100}]", ""},
+			"branch-staging.feature-jp12", "[{ jp12 100}]", ""},
 		{"a branch header on production's host does not divert", routing.Request{Host: "shop.example.com", Headers: map[string]string{"x-branch": "feature-jp12"}},
 			"env-production", "[{ v1 90} { v2 10}]", `host "shop.example.com" is not "staging.shop.example.com" (any case, any port)`},
 		{"an unknown branch falls through to the environment", routing.Request{Host: "staging.shop.example.com", Headers: map[string]string{"x-branch": "nope"}},
@@ -33,7 +33,7 @@ func TestExplain(t *testing.T) {
 		{"mesh follows the mesh environment", routing.Request{Mesh: true, Host: "shop"}, "mesh-production", "[{ v1 90} { v2 10}]", `host "shop" is not "staging.shop.example.com" (any case, any port)`},
 		{"a host with a port, in capitals", routing.Request{Host: "Staging.Shop.Example.com:80"}, "env-staging", "[{ s1 100}]", ""},
 		{"an environment's host called from inside the mesh", routing.Request{Mesh: true, Host: "staging.shop.example.com",
-			Headers: map[string]string{"x-branch": "feature-jp12"}}, "branch-staging-feature-jp12", "[{ jp12 100}]", ""},
+			Headers: map[string]string{"x-branch": "feature-jp12"}}, "branch-staging.feature-jp12", "[{ jp12 100}]", ""},
 		{"the Service by its full name from the mesh", routing.Request{Mesh: true, Host: "shop.shop.svc.cluster.local:80"}, "mesh-production", "[{ v1 90} { v2 10}]", ""},
 		{"an unknown host", routing.Request{Host: "other.example.com"}, "", "[]", `host "other.example.com" is not "staging.shop.example.com" (any case, any port)`},
 	}

@@ -41,7 +41,19 @@ func isDNSLabel(s string) bool {
 	return true
 }
 
-// ServiceHost is the fully qualified name of the app's Service inside the mesh.
+// DefaultClusterDomain is Kubernetes' default cluster DNS domain.
+const DefaultClusterDomain = "cluster.local"
+
+// ServiceHost is the app's Service's name in the default cluster domain.
 func ServiceHost(namespace, app string) string {
-	return app + "." + namespace + ".svc.cluster.local"
+	return ServiceHostIn(namespace, app, DefaultClusterDomain)
+}
+
+// ServiceHostIn is the app's Service's fully qualified name in a cluster
+// domain ("" for the default): app.namespace.svc.domain.
+func ServiceHostIn(namespace, app, domain string) string {
+	if domain == "" {
+		domain = DefaultClusterDomain
+	}
+	return app + "." + namespace + ".svc." + domain
 }

@@ -56,7 +56,7 @@ func MakeVirtualService(namespace, app string, d Decision, opts Options) *networ
 	if len(d.Routes) == 0 {
 		return nil
 	}
-	svc := ServiceHost(namespace, app)
+	svc := ServiceHostIn(namespace, app, opts.ClusterDomain)
 	vs := &networking.VirtualService{}
 	var gateway, mesh bool
 	seen := map[string]bool{}
@@ -133,17 +133,15 @@ func withBranch(m *networking.HTTPMatchRequest, branch string, opts Options) *ne
 	return m
 }
 
-// serviceNames are the names a pod in the mesh calls the app's Service by.
+// serviceNames are the names a pod in the mesh calls the app's Service by:
+// app, app.namespace, app.namespace.svc and app.namespace.svc.domain.
 func serviceNames(svc string) []string {
-	parts := strings.Split(svc, ".") // app.namespace.svc.cluster.local
+	parts := strings.SplitN(svc, ".", 4)
 	names := make([]string, 0, 4)
-	for i := 1; i <= len(parts); i++ {
-		if i == 4 {
-			continue // app.namespace.svc.cluster is no name
-		}
+	for i := 1; i < len(parts); i++ {
 		names = append(names, strings.Join(parts[:i], "."))
 	}
-	return names
+	return append(names, svc)
 }
 
 // authorityPattern matches a Host header naming any of the hosts, in any
@@ -196,7 +194,7 @@ func exact(s string) *networking.StringMatch {
 // release, defined from the moment its Deployment exists, so it is there
 // before any route names it.
 func MakeDestinationRule(namespace, app string, d Decision) *networking.DestinationRule {
-	dr := &networking.DestinationRule{Host: ServiceHost(namespace, app), Subsets: make([]*networking.Subset, 0, len(d.Subsets))}
+	dr := &networking.DestinationRule{Host: ServiceHostIn(namespace, app, d.ClusterDomain), Subsets: make([]*networking.Subset, 0, len(d.Subsets))}
 	for _, s := range d.Subsets {
 		dr.Subsets = append(dr.Subsets, &networking.Subset{Name: s.Subset, Labels: map[string]string{VersionLabel: s.Subset}})
 	}

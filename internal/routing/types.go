@@ -29,6 +29,9 @@ type Options struct {
 	// KeepPrevious is how many previous stable releases of an environment are
 	// kept as Standby rollback targets.
 	KeepPrevious int
+	// ClusterDomain is the cluster's DNS domain ("" or "cluster.local" by
+	// default): the app's Service is app.namespace.svc.ClusterDomain.
+	ClusterDomain string
 	// MaxRoutes caps the HTTP routes of an app's VirtualService (0: no cap).
 	// Every route costs API-server time on each write, istiod memory and
 	// Envoy matching time per request; the newest branches wait beyond it.

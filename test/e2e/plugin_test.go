@@ -54,7 +54,7 @@ var _ = Describe("Out-of-order builds and kubectl switchyard", func() {
 		mustApply(ns, "shop-jp12-6", jp12(6))
 		Eventually(state(ns, "shop-jp12-7")).Should(Equal("Live 100 True/Routed"))
 		Eventually(state(ns, "shop-jp12-6")).Should(Equal("Superseded 0 False/OlderBuild"))
-		Consistently(routes(ns), 2*time.Second).Should(ContainElement("branch-staging-feature-jp12: shop-jp12-7 100"))
+		Consistently(routes(ns), 2*time.Second).Should(ContainElement("branch-staging.feature-jp12: shop-jp12-7 100"))
 
 		By("a retried pipeline re-applying build 7 unchanged changes and writes nothing")
 		before := map[string]string{}
@@ -92,10 +92,10 @@ var _ = Describe("Out-of-order builds and kubectl switchyard", func() {
 		By("explain names the rule that serves a request and why the earlier ones did not")
 		out, code = plugin("explain", "shop", "-n", ns, "--host", nsHost(ns, "staging.shop.example.com"))
 		Expect(code).To(Equal(0), out)
-		Expect(out).To(ContainSubstring(`branch-staging-feature-jp12 does not match: no header x-branch`))
+		Expect(out).To(ContainSubstring(`branch-staging.feature-jp12 does not match: no header x-branch`))
 		Expect(out).To(ContainSubstring("Served by rule env-staging"))
 		Expect(out).To(MatchRegexp(`100%\s+shop-staging-1`))
 		out, _ = plugin("explain", "shop", "-n", ns, "--host", nsHost(ns, "staging.shop.example.com"), "-H", "x-branch: feature-jp12", "-o", "json")
-		Expect(out).To(ContainSubstring(`"rule": "branch-staging-feature-jp12"`))
+		Expect(out).To(ContainSubstring(`"rule": "branch-staging.feature-jp12"`))
 	})
 })

@@ -58,7 +58,7 @@ var _ = Describe("CI workflows", func() {
 		mustApply(ns, "shop-jp12-a", staging("shop:jp12-a").with("branch", "feature-jp12"))
 		Eventually(state(ns, "shop-jp12-a")).Should(Equal("Live 100 True/Routed"))
 		Eventually(routes(ns)).Should(Equal([]string{
-			"branch-staging-feature-jp12: shop-jp12-a 100",
+			"branch-staging.feature-jp12: shop-jp12-a 100",
 			"env-production: shop-v1 100",
 			"env-staging: shop-staging-1 100",
 			"mesh-production: shop-v1 100",
@@ -68,13 +68,13 @@ var _ = Describe("CI workflows", func() {
 		mustApply(ns, "shop-jp12-b", staging("shop:jp12-b").with("branch", "feature-jp12").
 			with("template", map[string]any{"metadata": map[string]any{"labels": map[string]any{localcluster.UnreadyLabel: "true"}}}))
 		Eventually(state(ns, "shop-jp12-b")).Should(Equal("Progressing 0 False/Progressing"))
-		Consistently(routes(ns), 3*time.Second).Should(ContainElement("branch-staging-feature-jp12: shop-jp12-a 100"))
+		Consistently(routes(ns), 3*time.Second).Should(ContainElement("branch-staging.feature-jp12: shop-jp12-a 100"))
 
 		By("a rebuild that comes up takes over; the older builds are superseded, their Deployments collected")
 		stop := make(chan struct{})
 		watching := watchSnapshots(ns, stop)
 		mustApply(ns, "shop-jp12-c", staging("shop:jp12-c").with("branch", "feature-jp12"))
-		Eventually(routes(ns)).Should(ContainElement("branch-staging-feature-jp12: shop-jp12-c 100"))
+		Eventually(routes(ns)).Should(ContainElement("branch-staging.feature-jp12: shop-jp12-c 100"))
 		Eventually(releaseGone(ns, "shop-jp12-a")).Should(BeTrue())
 		// The build that never came up is older than the live one and never took
 		// traffic: it says so, and is kept for --superseded-grace.

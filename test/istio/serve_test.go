@@ -129,13 +129,13 @@ func TestServeCanaryAndBranch(t *testing.T) {
 		"the mesh, with a port":      {request{Mesh, svcHost + ":80", nil}, served{"mesh-production", production, nil}},
 		// (b) staging: its branch by header, its stable release otherwise.
 		"a staging branch by its header": {request{Gateway, stagingHost, branch},
-			served{"branch-staging-feature-jp12", map[string]int32{"shop-jp12": 100}, nil}},
+			served{"branch-staging.feature-jp12", map[string]int32{"shop-jp12": 100}, nil}},
 		"staging without the header": {request{Gateway, stagingHost, nil},
 			served{"env-staging", map[string]int32{"shop-s1": 100}, nil}},
 		"staging with another branch": {request{Gateway, stagingHost, map[string]string{"x-branch": "feature-xx"}},
 			served{"env-staging", map[string]int32{"shop-s1": 100}, nil}},
 		"header names are case-insensitive": {request{Gateway, stagingHost, map[string]string{"X-Branch": "feature-jp12"}},
-			served{"branch-staging-feature-jp12", map[string]int32{"shop-jp12": 100}, nil}},
+			served{"branch-staging.feature-jp12", map[string]int32{"shop-jp12": 100}, nil}},
 		"header values are not": {request{Gateway, stagingHost, map[string]string{"x-branch": "Feature-JP12"}},
 			served{"env-staging", map[string]int32{"shop-s1": 100}, nil}},
 		"the staging branch header on the production host": {request{Gateway, prodHost, branch},
@@ -174,7 +174,7 @@ func TestServeWhatIstioDoes(t *testing.T) {
 		// staging host through its sidecar got production's split; host rules
 		// now serve their hosts in the mesh too, and mesh rules only the Service.
 		"the staging host via the mesh": {request{Mesh, stagingHost, nil}, served{"env-staging", map[string]int32{"shop-s1": 100}, nil}},
-		"a staging branch via the mesh": {request{Mesh, stagingHost, branch}, served{"branch-staging-feature-jp12", map[string]int32{"shop-jp12": 100}, nil}},
+		"a staging branch via the mesh": {request{Mesh, stagingHost, branch}, served{"branch-staging.feature-jp12", map[string]int32{"shop-jp12": 100}, nil}},
 	})
 
 	// With no production release there are no mesh routes, so the
@@ -413,7 +413,7 @@ func TestCheckRoutesBites(t *testing.T) {
 		"the branch route after its environment's": {func(vs *networking.VirtualService) {
 			// branch-staging-…, env-production, env-staging, mesh-production
 			vs.Http[0], vs.Http[2] = vs.Http[2], vs.Http[0]
-		}, []string{"branch-staging-feature-jp12"}},
+		}, []string{"branch-staging.feature-jp12"}},
 		"another split": {func(vs *networking.VirtualService) {
 			vs.Http[1].Route[0].Weight, vs.Http[1].Route[1].Weight = 80, 20
 		}, []string{"env-production"}},
