@@ -18,6 +18,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/switchyard-dev/switchyard/api/v1alpha1"
@@ -42,6 +43,7 @@ type flags struct {
 	burstMaxHold         time.Duration
 	drainDelay           time.Duration
 	metricsAddr          string
+	metricsSecure        bool
 	pprofAddr            string
 	probeAddr            string
 	leaderElect          bool
@@ -61,7 +63,8 @@ func parseFlags(fs *flag.FlagSet, args []string) (*flags, *zap.Options, error) {
 	fs.DurationVar(&f.minWriteInterval, "min-write-interval", 500*time.Millisecond, "Pace an app's writes: an allowance of 4 back-to-back rebuilds that write, refilled one per interval; a lone change goes out at once. 0: every change at once.")
 	fs.DurationVar(&f.burstMaxHold, "burst-max-hold", 4*time.Second, "In a burst (the allowance spent), hold an app's changes until they pause for 2s, at most this long, and write them together. 0: bursts paced by --min-write-interval alone.")
 	fs.DurationVar(&f.drainDelay, "drain-delay", 3*time.Second, "How long a subset (and its pods) stays after the last route to it left the VirtualService, so proxies have the new routes first.")
-	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
+	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8443", "Address the metrics endpoint binds to; 0 disables it.")
+	fs.BoolVar(&f.metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS to clients the API server authenticates and authorizes (get on the non-resource URL /metrics); false serves plain HTTP to anyone.")
 	fs.StringVar(&f.pprofAddr, "pprof-bind-address", "", "Address Go's pprof endpoints bind to, for profiling; empty (the default) disables them.")
 	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
 	fs.BoolVar(&f.leaderElect, "leader-elect", false, "Elect a leader, so that only one of several replicas writes.")
@@ -108,7 +111,7 @@ func run() error {
 
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                  newScheme(),
-		Metrics:                 metricsserver.Options{BindAddress: f.metricsAddr},
+		Metrics:                 metricsOptions(f),
 		HealthProbeBindAddress:  f.probeAddr,
 		PprofBindAddress:        f.pprofAddr,
 		LeaderElection:          f.leaderElect,
@@ -134,6 +137,22 @@ func run() error {
 	log.Info("Starting manager", "branchHeader", f.routing.BranchHeader, "gateway", f.routing.Gateway,
 		"meshEnvironment", f.routing.MeshEnvironment, "keepPrevious", f.routing.KeepPrevious, "pruneSuperseded", f.pruneSuperseded)
 	return mgr.Start(ctrl.SetupSignalHandler())
+}
+
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+
+// metricsOptions serve metrics as kubebuilder's scaffold does: over HTTPS,
+// each request's bearer token reviewed by the API server (TokenReview) and
+// its right to get /metrics checked (SubjectAccessReview), so release and app
+// names are not read by anyone who reaches the port. The certificate is
+// self-signed unless one is mounted.
+func metricsOptions(f *flags) metricsserver.Options {
+	opts := metricsserver.Options{BindAddress: f.metricsAddr, SecureServing: f.metricsSecure}
+	if f.metricsSecure {
+		opts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	return opts
 }
 
 // setup registers the indexes and both controllers.

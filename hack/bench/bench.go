@@ -88,7 +88,7 @@ func (b *bench) startOperator() error {
 	pprofPort := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	b.pprofURL = fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/", pprofPort)
-	args := append([]string{fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", port), fmt.Sprintf("--pprof-bind-address=127.0.0.1:%d", pprofPort),
+	args := append([]string{fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", port), "--metrics-secure=false", fmt.Sprintf("--pprof-bind-address=127.0.0.1:%d", pprofPort),
 		"--zap-log-level=error", "--max-routes=5000"}, b.operatorArgs...)
 	b.op, err = testenv.StartOperator(b.bin, b.cluster.Kubeconfig, b.operatorLog(), args...)
 	if err != nil {

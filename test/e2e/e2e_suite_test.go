@@ -94,7 +94,7 @@ func runOperator(logName string, args ...string) (*testenv.Operator, string) {
 	args = append([]string{"--metrics-bind-address=127.0.0.1:" + port}, args...)
 	op, err := testenv.StartOperator(manager, operatorKubeconfig, filepath.Join(cluster.Dir, "logs", logName), args...)
 	Expect(err).NotTo(HaveOccurred())
-	return op, "http://127.0.0.1:" + port + "/metrics"
+	return op, "https://127.0.0.1:" + port + "/metrics"
 }
 
 // restartOperator stops the running manager gracefully and starts it with other flags.

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/tls"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +18,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -95,12 +97,19 @@ var _ = Describe("Operations", func() {
 		Expect(operatorKubeconfig).To(HaveSuffix("operator-sa.kubeconfig"))
 	})
 
-	It("serves its domain metrics", func() {
+	It("serves its domain metrics only to clients allowed to get /metrics", func() {
 		ns := newNamespace()
 		mustApply(ns, "shop-v1", prod("shop:v1"))
 		Eventually(state(ns, "shop-v1")).Should(Equal("Live 100 True/Routed"))
+
+		By("refusing an anonymous scrape, and one by an identity without the chart's metrics-reader role")
+		Expect(scrapeStatus(metricsURL, "")).To(Equal(http.StatusUnauthorized))
+		Expect(scrapeStatus(metricsURL, tokenOf("stranger", ""))).To(Equal(http.StatusForbidden))
+
+		By("serving Prometheus's ServiceAccount, bound to the chart's metrics-reader ClusterRole")
+		reader := tokenOf("prometheus", chartServiceAccount+"-metrics-reader") // the chart's full name
 		Eventually(func(g Gomega) {
-			families := scrape(g, metricsURL)
+			families := scrape(g, metricsURL, reader)
 			g.Expect(value(families, "switchyard_releases", map[string]string{"namespace": ns, "app": app, "environment": "production", "phase": "Live"})).To(BeEquivalentTo(1))
 			g.Expect(value(families, "switchyard_object_writes_total", map[string]string{"kind": "VirtualService", "operation": "apply"})).To(BeNumerically(">=", 1))
 			g.Expect(value(families, "switchyard_virtualservice_bytes", map[string]string{"namespace": ns, "app": app})).To(BeNumerically(">", 100))
@@ -163,10 +172,52 @@ func wrote(o *testenv.Operator) bool {
 	return bytes.Contains(b, []byte(`"Applied`))
 }
 
-func scrape(g Gomega, url string) map[string]*dto.MetricFamily {
-	resp, err := http.Get(url)
+// metricsClient trusts the operator's self-signed serving certificate (on loopback).
+var metricsClient = &http.Client{Timeout: 10 * time.Second,
+	Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // loopback, self-signed
+
+// get is a GET of the metrics endpoint with a bearer token ("" for none).
+func get(url, token string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return metricsClient.Do(req)
+}
+
+// scrapeStatus is the HTTP status of a scrape with a bearer token.
+func scrapeStatus(url, token string) int {
+	resp, err := get(url, token)
+	Expect(err).NotTo(HaveOccurred())
+	defer resp.Body.Close()
+	return resp.StatusCode
+}
+
+// tokenOf makes a ServiceAccount in the chart's namespace, bound to a
+// ClusterRole when one is named, and returns a token of it.
+func tokenOf(name, clusterRole string) string {
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: chartNamespace}}
+	Expect(client.IgnoreAlreadyExists(k8s.Create(ctx, sa))).To(Succeed())
+	if clusterRole != "" {
+		Expect(client.IgnoreAlreadyExists(k8s.Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name + "-" + clusterRole},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: clusterRole},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: chartNamespace}}}))).To(Succeed())
+	}
+	cs := kubernetes.NewForConfigOrDie(cluster.Config)
+	tr, err := cs.CoreV1().ServiceAccounts(chartNamespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(3600))}}, metav1.CreateOptions{})
+	Expect(err).NotTo(HaveOccurred())
+	return tr.Status.Token
+}
+
+func scrape(g Gomega, url, token string) map[string]*dto.MetricFamily {
+	resp, err := get(url, token)
 	g.Expect(err).NotTo(HaveOccurred())
 	defer resp.Body.Close()
+	g.Expect(resp.StatusCode).To(Equal(http.StatusOK))
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(resp.Body)
 	g.Expect(err).NotTo(HaveOccurred())
