@@ -16,6 +16,7 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -93,8 +94,18 @@ var _ = Describe("Operations", func() {
 		Expect(apierrors.IsForbidden(sa.Update(ctx, vs))).To(BeTrue(), "update of a VirtualService (it only applies)")
 		Expect(apierrors.IsForbidden(sa.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "x"}}))).To(BeTrue(), "ConfigMaps")
 
-		By("while every workflow in this suite runs under the same identity")
-		Expect(operatorKubeconfig).To(HaveSuffix("operator-sa.kubeconfig"))
+		By("while every workflow in this suite runs under the same identity: the chart's ServiceAccount, with no wildcard right")
+		cs := kubernetes.NewForConfigOrDie(cfg)
+		who, err := cs.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(who.Status.UserInfo.Username).To(Equal("system:serviceaccount:" + chartNamespace + ":" + chartServiceAccount))
+		rules, err := cs.AuthorizationV1().SelfSubjectRulesReviews().Create(ctx, &authorizationv1.SelfSubjectRulesReview{
+			Spec: authorizationv1.SelfSubjectRulesReviewSpec{Namespace: ns}}, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		for _, r := range rules.Status.ResourceRules {
+			Expect(r.Verbs).NotTo(ContainElement("*"), "%+v", r)
+			Expect(r.Resources).NotTo(ContainElement("*"), "%+v", r)
+		}
 	})
 
 	It("serves its domain metrics only to clients allowed to get /metrics", func() {
