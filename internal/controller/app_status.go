@@ -88,7 +88,7 @@ func (r *AppReconciler) desiredStatus(s *appScope, rel *v1alpha1.AppRelease) *v1
 		o = refusedOutcome(o, why)
 	}
 	if d := s.deployments[name]; o.Ready && (o.Phase == v1alpha1.PhaseLive || o.Phase == v1alpha1.PhaseStandby) &&
-		(d == nil || !stateOf(d).rolledOut(MakeDeployment(rel).Annotations[annotationSpecHash])) {
+		(d == nil || !stateOf(d).rolledOut(desiredHash(rel))) {
 		// Routed, but its pods do not all run its current spec yet.
 		o.Ready, o.Reason = false, v1alpha1.ReasonRollingOut
 		o.Message = "its Deployment is rolling out the current spec; " + o.Message

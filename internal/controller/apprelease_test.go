@@ -65,6 +65,33 @@ var _ = Describe("AppRelease", func() {
 		Expect(vs.Spec.Gateways).To(Equal([]string{"istio-system/ingressgateway", "mesh"}))
 	})
 
+	It("runs the release's template, which the operator reads from the API server (its cache holds none)", func() {
+		withMode := func(mode string) relOpt {
+			return func(r *v1alpha1.AppRelease) {
+				r.Spec.Template = &corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app",
+					Env: []corev1.EnvVar{{Name: "MODE", Value: mode}}}}}}
+			}
+		}
+		newRelease(ns, "shop-v1", withMode("a"))
+		env := func(g Gomega) []corev1.EnvVar {
+			d := &appsv1.Deployment{}
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "shop-v1"}, d)).To(Succeed())
+			return d.Spec.Template.Spec.Containers[0].Env
+		}
+		Eventually(env).Should(ConsistOf(corev1.EnvVar{Name: "MODE", Value: "a"}))
+
+		By("a change of the template alone reaches the Deployment")
+		Eventually(func(g Gomega) {
+			r := getRelease(ns, "shop-v1")(g)
+			withMode("b")(r)
+			g.Expect(k8s.Update(ctx, r)).To(Succeed())
+		}).Should(Succeed())
+		Eventually(env).Should(ConsistOf(corev1.EnvVar{Name: "MODE", Value: "b"}))
+		r := &v1alpha1.AppRelease{}
+		Expect(cached.Get(ctx, client.ObjectKey{Namespace: ns, Name: "shop-v1"}, r)).To(Succeed())
+		Expect(r.Spec.Template).To(BeNil(), "the operator's cache holds no template")
+	})
+
 	It("splits traffic with a canary, promotes it, and rolls back by deleting the stable", func() {
 		newRelease(ns, "shop-v1")
 		makeAvailable(ns, "shop-v1")

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -103,5 +104,32 @@ func TestReleaseUID(t *testing.T) {
 	}
 	if stateOf(before).Owner != "uid-1" {
 		t.Errorf("a Deployment of the previous version reads as no release's: routing would drop it on upgrade")
+	}
+}
+
+func TestCachedReleaseKeepsTheDeploymentHash(t *testing.T) {
+	full := &v1alpha1.AppRelease{ObjectMeta: metav1.ObjectMeta{Name: "shop-v1", Namespace: "shop", UID: "uid-1",
+		// An author's own annotation of the cache's name changes nothing.
+		Annotations: map[string]string{annotationTemplateHash: "forged"}},
+		Spec: v1alpha1.AppReleaseSpec{App: "shop", Environment: "production", Image: "registry.example.com/shop:v1",
+			Template: &corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app",
+				Env: []corev1.EnvVar{{Name: "MODE", Value: "a"}}}}}}}}
+	want := MakeDeployment(full).Annotations[annotationSpecHash]
+	out, err := withoutTemplate(full.DeepCopy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cached := out.(*v1alpha1.AppRelease)
+	if cached.Spec.Template != nil {
+		t.Fatalf("the cached release keeps its template")
+	}
+	if got := desiredHash(cached); got != want {
+		t.Errorf("desired hash from the cached release %s, from the full one %s", got, want)
+	}
+	changed := full.DeepCopy()
+	changed.Spec.Template.Spec.Containers[0].Env[0].Value = "b"
+	out, _ = withoutTemplate(changed)
+	if desiredHash(out.(*v1alpha1.AppRelease)) == want {
+		t.Errorf("a changed template does not change the desired hash")
 	}
 }

@@ -38,6 +38,15 @@ const (
 	// Switchyard's last apply (kubectl set image, kubectl scale, an edit): the
 	// release controller puts it back.
 	annotationEditedBy = "switchyard.dev/edited-by"
+	// annotationTemplateHash is set by the cache (never written) on an
+	// AppRelease whose spec.template it dropped: the template's hash, so the
+	// desired Deployment's hash is known without the template (see
+	// desiredHash); the release controller reads the template from the API
+	// server when it writes the Deployment.
+	annotationTemplateHash = "switchyard.dev/cached-template-hash"
+	// renderVersion changes whenever MakeDeployment renders a release
+	// differently, so an upgraded operator re-applies every Deployment once.
+	renderVersion = "2"
 )
 
 // MakeDeployment is the desired Deployment of a release: its pod template is
@@ -82,8 +91,59 @@ func MakeDeployment(r *v1alpha1.AppRelease) *appsv1.Deployment {
 			Template: tmpl,
 		},
 	}
-	d.Annotations[annotationSpecHash] = specHash(d)
+	d.Annotations[annotationSpecHash] = desiredHash(r)
 	return d
+}
+
+// desiredHash identifies the Deployment MakeDeployment renders for a
+// release, from the release's fields that feed it and its template's hash: a
+// cached release (whose template the cache dropped, keeping its hash) and the
+// full one read from the API server give the same.
+func desiredHash(r *v1alpha1.AppRelease) string {
+	b, _ := json.Marshal(struct {
+		Render, Namespace, Name, App, Image, Template string
+		UID                                          types.UID
+		Port, Replicas                               int32
+	}{renderVersion, r.Namespace, r.Name, r.Spec.App, r.Spec.Image, templateHashOf(r),
+		r.UID, r.Spec.Port, ptr.Deref(r.Spec.Replicas, 1)})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+// templateHashOf is the hash of a release's spec.template: the cache's note of
+// it on a cached release, else computed.
+func templateHashOf(r *v1alpha1.AppRelease) string {
+	if h, ok := r.Annotations[annotationTemplateHash]; ok && r.Spec.Template == nil {
+		return h
+	}
+	return templateHash(r.Spec.Template)
+}
+
+func templateHash(t *corev1.PodTemplateSpec) string {
+	if t == nil {
+		return ""
+	}
+	b, _ := json.Marshal(t)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+// withoutTemplate is the cache's transform of an AppRelease: its template
+// (read only when its Deployment is written, then from the API server) is
+// dropped and its hash noted; so are its managedFields. An annotation of that
+// name that the release carries itself is overwritten.
+func withoutTemplate(obj any) (any, error) {
+	r, ok := obj.(*v1alpha1.AppRelease)
+	if !ok {
+		return obj, nil
+	}
+	r.ManagedFields = nil
+	if r.Annotations == nil {
+		r.Annotations = map[string]string{}
+	}
+	r.Annotations[annotationTemplateHash] = templateHash(r.Spec.Template)
+	r.Spec.Template = nil
+	return r, nil
 }
 
 // withAppContainer sets the image and named port of the "app" container,
@@ -111,16 +171,6 @@ func withAppContainer(cs []corev1.Container, image string, port int32) []corev1.
 	return cs
 }
 
-func specHash(d *appsv1.Deployment) string {
-	b, _ := json.Marshal(struct {
-		Labels      map[string]string
-		Annotations map[string]string
-		Finalizers  []string
-		Spec        appsv1.DeploymentSpec
-	}{d.Labels, d.Annotations, d.Finalizers, d.Spec})
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:8])
-}
 
 // deploymentState is everything the app controller reads of a Deployment:
 // the routing decision, the status and the watch predicate all derive from

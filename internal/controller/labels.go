@@ -117,9 +117,10 @@ func Setup(ctx context.Context, mgr manager.Manager, opts routing.Options, cfg C
 	return nil
 }
 
-// CacheOptions make the manager's cache hold AppReleases and, of everything
-// else, only the objects Switchyard wrote: the operator's memory grows with
-// what it manages, not with the cluster. Cached copies carry no managedFields
+// CacheOptions make the manager's cache hold AppReleases (without their pod
+// templates, which any author may make large) and, of everything else, only
+// the objects Switchyard wrote: the operator's memory grows with what it
+// manages, not with the cluster or with what authors write. Cached copies carry no managedFields
 // (the operator writes by server-side apply and patches, never from a cached
 // copy's field ownership): a third or more of every object's size.
 func CacheOptions() cache.Options {
@@ -127,6 +128,7 @@ func CacheOptions() cache.Options {
 	deployments := managed
 	deployments.Transform = slimDeployment
 	return cache.Options{DefaultTransform: cache.TransformStripManagedFields(), ByObject: map[client.Object]cache.ByObject{
+		&v1alpha1.AppRelease{}:          {Transform: withoutTemplate},
 		&appsv1.Deployment{}:            deployments,
 		&corev1.Service{}:               managed,
 		&networkingv1.VirtualService{}:  managed,

@@ -108,19 +108,19 @@ func (r *ReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 // applyDeployment writes the release's Deployment when it differs from the
 // spec, or when someone else changed it since Switchyard's last write.
 func (r *ReleaseReconciler) applyDeployment(ctx context.Context, release *v1alpha1.AppRelease) (ctrl.Result, error) {
-	desired := MakeDeployment(release)
+	key := client.ObjectKeyFromObject(release)
 	current := &appsv1.Deployment{}
-	err := r.Get(ctx, client.ObjectKeyFromObject(desired), current)
+	err := r.Get(ctx, key, current)
 	if apierrors.IsNotFound(err) {
 		// The cache holds only Switchyard's Deployments: look for anyone else's.
-		err = r.APIReader.Get(ctx, client.ObjectKeyFromObject(desired), current)
+		err = r.APIReader.Get(ctx, key, current)
 		if apierrors.IsNotFound(err) {
 			current = nil
 			err = nil
 		}
 	}
 	if err != nil {
-		return ctrl.Result{}, fmt.Errorf("get Deployment %s: %w", klog.KObj(desired), err)
+		return ctrl.Result{}, fmt.Errorf("get Deployment %s: %w", key, err)
 	}
 	var editor string
 	switch {
@@ -149,11 +149,20 @@ func (r *ReleaseReconciler) applyDeployment(ctx context.Context, release *v1alph
 			// not set (kubectl rollout restart's annotation), which stays.
 			editor = ""
 		}
-		if current.Annotations[annotationSpecHash] == desired.Annotations[annotationSpecHash] && editor == "" {
+		if current.Annotations[annotationSpecHash] == desiredHash(release) && editor == "" {
 			r.refusals.set(release, nil)
 			return ctrl.Result{}, nil
 		}
 	}
+	// The cache holds no templates: render from the release as stored.
+	full := &v1alpha1.AppRelease{}
+	if err := r.APIReader.Get(ctx, key, full); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if full.Spec.TemplateError != "" {
+		return ctrl.Result{}, nil // refused by Reconcile, on its next pass with this generation
+	}
+	desired := MakeDeployment(full)
 	u, err := toUnstructured(desired)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -171,7 +180,7 @@ func (r *ReleaseReconciler) applyDeployment(ctx context.Context, release *v1alph
 		}
 		return ctrl.Result{}, nil
 	}
-	ctrl.LoggerFrom(ctx).Info("Applied Deployment", "deployment", klog.KObj(desired), "image", release.Spec.Image)
+	ctrl.LoggerFrom(ctx).Info("Applied Deployment", "deployment", klog.KObj(desired), "image", full.Spec.Image)
 	return ctrl.Result{}, nil
 }
 
