@@ -102,8 +102,8 @@ func MakeDeployment(r *v1alpha1.AppRelease) *appsv1.Deployment {
 func desiredHash(r *v1alpha1.AppRelease) string {
 	b, _ := json.Marshal(struct {
 		Render, Namespace, Name, App, Image, Template string
-		UID                                          types.UID
-		Port, Replicas                               int32
+		UID                                           types.UID
+		Port, Replicas                                int32
 	}{renderVersion, r.Namespace, r.Name, r.Spec.App, r.Spec.Image, templateHashOf(r),
 		r.UID, r.Spec.Port, ptr.Deref(r.Spec.Replicas, 1)})
 	sum := sha256.Sum256(b)
@@ -170,7 +170,6 @@ func withAppContainer(cs []corev1.Container, image string, port int32) []corev1.
 	c.Ports = ports
 	return cs
 }
-
 
 // deploymentState is everything the app controller reads of a Deployment:
 // the routing decision, the status and the watch predicate all derive from
