@@ -49,10 +49,12 @@ var _ = Describe("Out-of-order builds and kubectl switchyard", func() {
 			return staging("shop:jp12").with("branch", "feature-jp12").with("build", build)
 		}
 		mustApply(ns, "shop-staging-1", staging("shop:s1"))
-		By("two pipelines apply builds 7 and 6, in that order")
+		By("two pipelines apply builds 7 and 6, in that order, 6 once 7 is live")
 		mustApply(ns, "shop-jp12-7", jp12(7))
-		mustApply(ns, "shop-jp12-6", jp12(6))
+		// (Were build 6's pods up before build 7's, 6 would take the branch
+		// until 7 is Available: it is the newest Available build then.)
 		Eventually(state(ns, "shop-jp12-7")).Should(Equal("Live 100 True/Routed"))
+		mustApply(ns, "shop-jp12-6", jp12(6))
 		Eventually(state(ns, "shop-jp12-6")).Should(Equal("Superseded 0 False/OlderBuild"))
 		Consistently(routes(ns), 2*time.Second).Should(ContainElement("branch-staging.feature-jp12: shop-jp12-7 100"))
 
