@@ -89,6 +89,10 @@ test-chart: ## helm lint and helm template of the chart, with helm built from th
 	@# Never two writers: leader election by default, Recreate without it.
 	$(HELM) template sy charts/switchyard --kube-version v1.37.2 --namespace switchyard-system | grep -q -- '--leader-elect'
 	$(HELM) template sy charts/switchyard --kube-version v1.37.2 --namespace switchyard-system --set leaderElection.enabled=false | grep -q 'type: Recreate'
+	@# Namespaced install: Roles in the watched namespaces, no ClusterRole with the operator's rules.
+	$(HELM) template sy charts/switchyard --kube-version v1.37.2 --namespace switchyard-system --set 'watchNamespaces={team-a}' | grep -q -- '--watch-namespaces=team-a'
+	$(HELM) template sy charts/switchyard --kube-version v1.37.2 --namespace switchyard-system --set 'watchNamespaces={team-a}' | grep -B3 'namespace: team-a' | grep -q '^kind: Role$$'
+	test "$$($(HELM) template sy charts/switchyard --kube-version v1.37.2 --namespace switchyard-system --set 'watchNamespaces={team-a}' | grep -c '^kind: ClusterRole$$')" = 2 # metrics reader and metrics auth only
 
 .PHONY: test-e2e
 test-e2e: ## End-to-end suite: the manager binary on a local cluster with the real controllers and kwok.

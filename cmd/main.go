@@ -47,6 +47,7 @@ type flags struct {
 	pprofAddr            string
 	probeAddr            string
 	leaderElect          bool
+	watchNamespaces      []string
 	leaderElectNamespace string
 }
 
@@ -67,6 +68,17 @@ func parseFlags(fs *flag.FlagSet, args []string) (*flags, *zap.Options, error) {
 	fs.BoolVar(&f.metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS to clients the API server authenticates and authorizes (get on the non-resource URL /metrics); false serves plain HTTP to anyone.")
 	fs.StringVar(&f.pprofAddr, "pprof-bind-address", "", "Address Go's pprof endpoints bind to, for profiling; empty (the default) disables them.")
 	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
+	fs.Func("watch-namespaces", "Comma-separated namespaces to watch and write, with namespaced Roles instead of a ClusterRole (default: every namespace).", func(v string) error {
+		for _, ns := range strings.Split(v, ",") {
+			if ns = strings.TrimSpace(ns); ns != "" {
+				if bad := validation.IsDNS1123Label(ns); len(bad) > 0 {
+					return fmt.Errorf("namespace %q: %s", ns, strings.Join(bad, "; "))
+				}
+				f.watchNamespaces = append(f.watchNamespaces, ns)
+			}
+		}
+		return nil
+	})
 	fs.BoolVar(&f.leaderElect, "leader-elect", false, "Elect a leader, so that only one of several replicas writes.")
 	fs.StringVar(&f.leaderElectNamespace, "leader-election-namespace", "", "Namespace of the leader-election Lease (default: the pod's namespace).")
 	zopts := &zap.Options{Development: false}
@@ -119,7 +131,7 @@ func run() error {
 		LeaderElectionNamespace: f.leaderElectNamespace,
 		// Step down promptly on shutdown, so the next leader takes over at once.
 		LeaderElectionReleaseOnCancel: true,
-		Cache:                         controller.CacheOptions(),
+		Cache:                         controller.CacheOptions(f.watchNamespaces...),
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
@@ -135,7 +147,8 @@ func run() error {
 		return err
 	}
 	log.Info("Starting manager", "branchHeader", f.routing.BranchHeader, "gateway", f.routing.Gateway,
-		"meshEnvironment", f.routing.MeshEnvironment, "keepPrevious", f.routing.KeepPrevious, "pruneSuperseded", f.pruneSuperseded)
+		"meshEnvironment", f.routing.MeshEnvironment, "keepPrevious", f.routing.KeepPrevious, "pruneSuperseded", f.pruneSuperseded,
+		"watchNamespaces", f.watchNamespaces)
 	return mgr.Start(ctrl.SetupSignalHandler())
 }
 

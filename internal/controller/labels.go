@@ -123,11 +123,20 @@ func Setup(ctx context.Context, mgr manager.Manager, opts routing.Options, cfg C
 // manages, not with the cluster or with what authors write. Cached copies carry no managedFields
 // (the operator writes by server-side apply and patches, never from a cached
 // copy's field ownership): a third or more of every object's size.
-func CacheOptions() cache.Options {
+// With namespaces, it holds only theirs (--watch-namespaces): the operator
+// then needs Roles in those namespaces alone.
+func CacheOptions(namespaces ...string) cache.Options {
 	managed := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedByValue})}
 	deployments := managed
 	deployments.Transform = slimDeployment
-	return cache.Options{DefaultTransform: cache.TransformStripManagedFields(), ByObject: map[client.Object]cache.ByObject{
+	var watched map[string]cache.Config
+	if len(namespaces) > 0 {
+		watched = map[string]cache.Config{}
+		for _, ns := range namespaces {
+			watched[ns] = cache.Config{}
+		}
+	}
+	return cache.Options{DefaultNamespaces: watched, DefaultTransform: cache.TransformStripManagedFields(), ByObject: map[client.Object]cache.ByObject{
 		&v1alpha1.AppRelease{}:          {Transform: withoutTemplate},
 		&appsv1.Deployment{}:            deployments,
 		&corev1.Service{}:               managed,

@@ -60,7 +60,7 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 
 	By("installing the Helm chart, and running the operator as the chart's ServiceAccount")
-	helmInstall()
+	helmInstall("sy", chartNamespace)
 	operatorKubeconfig = serviceAccountKubeconfig(chartNamespace, chartServiceAccount)
 	startOperator()
 

@@ -32,6 +32,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/switchyard-dev/switchyard/api/v1alpha1"
 	"github.com/switchyard-dev/switchyard/internal/testenv"
 )
 
@@ -43,11 +44,12 @@ const (
 // helmInstall installs the chart as an operations team would. The chart's own
 // pods run on the simulated node (kwok runs no containers); the suite runs the
 // operator binary under the chart's ServiceAccount instead.
-func helmInstall() {
+func helmInstall(release, namespace string, set ...string) {
 	helm := filepath.Join(testenv.ControlPlaneDir(), "helm")
-	cmd := exec.CommandContext(ctx, helm, "install", "sy", filepath.Join(testenv.Root(), "charts", "switchyard"),
-		"--namespace", chartNamespace, "--create-namespace", "--kubeconfig", cluster.Kubeconfig,
-		"--wait", "--timeout", "2m")
+	args := append([]string{"install", release, filepath.Join(testenv.Root(), "charts", "switchyard"),
+		"--namespace", namespace, "--create-namespace", "--kubeconfig", cluster.Kubeconfig,
+		"--wait", "--timeout", "2m"}, set...)
+	cmd := exec.CommandContext(ctx, helm, args...)
 	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+filepath.Join(cluster.Dir, "helm"),
 		"HELM_CONFIG_HOME="+filepath.Join(cluster.Dir, "helm"), "HELM_DATA_HOME="+filepath.Join(cluster.Dir, "helm"))
 	out, err := cmd.CombinedOutput()
@@ -66,7 +68,7 @@ func serviceAccountKubeconfig(ns, name string) string {
 	cfg.AuthInfos["sa"] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
 	cfg.Contexts["sa"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: "sa"}
 	cfg.CurrentContext = "sa"
-	path := filepath.Join(cluster.Dir, "operator-sa.kubeconfig")
+	path := filepath.Join(cluster.Dir, ns+"-"+name+".kubeconfig")
 	Expect(clientcmd.WriteToFile(*cfg, path)).To(Succeed())
 	return path
 }
@@ -262,3 +264,45 @@ func value(families map[string]*dto.MetricFamily, name string, want map[string]s
 	}
 	return -1
 }
+
+var _ = Describe("An install that watches listed namespaces only", Ordered, func() {
+	const scopedNamespace, scopedRelease = "switchyard-scoped", "scoped"
+	var watched, other, kubeconfig string
+	BeforeAll(func() {
+		watched, other = newNamespace(), newNamespace()
+		helmInstall(scopedRelease, scopedNamespace, "--set", "watchNamespaces={"+watched+"}",
+			// The cluster's one admission policy came with the first install.
+			"--set", "admissionPolicy.enabled=false")
+		kubeconfig = serviceAccountKubeconfig(scopedNamespace, scopedRelease+"-switchyard")
+		operator.Stop()
+		scoped, err := testenv.StartOperator(manager, kubeconfig, filepath.Join(cluster.Dir, "logs", "scoped.log"),
+			"--watch-namespaces="+watched, "--leader-elect", "--leader-election-namespace="+scopedNamespace)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() {
+			scoped.Stop()
+			startOperator()
+		})
+	})
+
+	It("routes the releases of its namespaces, touches no other, and holds no right beyond them", func() {
+		mustApply(watched, "shop-v1", prod("shop:v1"))
+		Eventually(state(watched, "shop-v1")).Should(Equal("Live 100 True/Routed"))
+
+		By("a release in a namespace it does not watch is left alone")
+		mustApply(other, "shop-v1", prod("shop:v1"))
+		Consistently(func(g Gomega) []string {
+			r := &v1alpha1.AppRelease{}
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: other, Name: "shop-v1"}, r)).To(Succeed())
+			return r.Finalizers
+		}, 3*time.Second).Should(BeEmpty())
+
+		By("its identity has namespaced Roles only")
+		cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		Expect(err).NotTo(HaveOccurred())
+		sa, err := client.New(cfg, client.Options{Scheme: scheme})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(sa.List(ctx, &v1alpha1.AppReleaseList{}, client.InNamespace(watched))).To(Succeed())
+		Expect(apierrors.IsForbidden(sa.List(ctx, &v1alpha1.AppReleaseList{}, client.InNamespace(other)))).To(BeTrue(), "another namespace")
+		Expect(apierrors.IsForbidden(sa.List(ctx, &v1alpha1.AppReleaseList{}))).To(BeTrue(), "every namespace")
+	})
+})
