@@ -85,7 +85,27 @@ func MakeVirtualService(namespace, app string, d Decision, opts Options) *networ
 	if mesh {
 		vs.Gateways = append(vs.Gateways, MeshGateway)
 	}
+	vs.ExportTo = exportTo(opts)
 	return vs
+}
+
+// exportTo is the VirtualService's exportTo: its own namespace ("."), the
+// ingress gateway's, and opts.ExportTo; or every namespace ("*").
+func exportTo(opts Options) []string {
+	if slices.Contains(opts.ExportTo, "*") {
+		return []string{"*"}
+	}
+	out := []string{"."}
+	if ns, _, ok := strings.Cut(opts.Gateway, "/"); ok && ns != "" {
+		out = append(out, ns)
+	}
+	for _, ns := range opts.ExportTo {
+		if ns != "" && !slices.Contains(out, ns) {
+			out = append(out, ns)
+		}
+	}
+	slices.Sort(out[1:])
+	return out
 }
 
 // pattern is the authority matcher of hosts, made once per build and shared

@@ -29,6 +29,12 @@ type Options struct {
 	// KeepPrevious is how many previous stable releases of an environment are
 	// kept as Standby rollback targets.
 	KeepPrevious int
+	// ExportTo are the namespaces, beyond the app's own and the gateway's,
+	// whose proxies see the app's VirtualService (Istio's exportTo); "*" is
+	// every namespace. By default no other: a sidecar in another team's
+	// namespace never takes routing (for a public host its pods call) from
+	// an app it does not know.
+	ExportTo []string
 	// ClusterDomain is the cluster's DNS domain ("" or "cluster.local" by
 	// default): the app's Service is app.namespace.svc.ClusterDomain.
 	ClusterDomain string

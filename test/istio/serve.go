@@ -47,7 +47,13 @@ const (
 	Gateway Via = iota
 	// Mesh: a sidecar in the app's namespace sends the request to port 80.
 	Mesh
+	// MeshElsewhere: a sidecar in another namespace (OtherNamespace) sends
+	// the request to port 80: another team's pod.
+	MeshElsewhere
 )
+
+// OtherNamespace is the namespace of the MeshElsewhere sidecar.
+const OtherNamespace = "another-team"
 
 func (v Via) String() string {
 	switch v {
@@ -55,6 +61,8 @@ func (v Via) String() string {
 		return "gateway"
 	case Mesh:
 		return "mesh"
+	case MeshElsewhere:
+		return "mesh (" + OtherNamespace + ")"
 	}
 	return fmt.Sprintf("Via(%d)", int(v))
 }
@@ -132,7 +140,8 @@ func NewJudge(namespace, app string, vs *networking.VirtualService, dr *networki
 			Metadata: &model.NodeMetadata{Namespace: gwNamespace, Labels: labels},
 		})
 		sidecar := cg.SetupProxy(&model.Proxy{ConfigNamespace: namespace})
-		for via, p := range map[Via]*model.Proxy{Gateway: gateway, Mesh: sidecar} {
+		elsewhere := cg.SetupProxy(&model.Proxy{ConfigNamespace: OtherNamespace})
+		for via, p := range map[Via]*model.Proxy{Gateway: gateway, Mesh: sidecar, MeshElsewhere: elsewhere} {
 			want := RouteConfigName(via)
 			var names []string
 			for _, rc := range cg.Routes(p) {

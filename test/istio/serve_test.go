@@ -505,3 +505,42 @@ func BenchmarkNewJudge(b *testing.B) {
 		}
 	}
 }
+
+// TestAnotherTeamsMeshTrafficStaysWithThem: an app claims a public host that
+// another team's pods call (no AppRelease claims it, so no conflict refuses
+// it). Istio's generator shows its VirtualService routing that host at the
+// gateway and for sidecars in its own namespace, and never for a sidecar in
+// another namespace, unless --export-to names it ("*" here, to show the
+// check can fail).
+func TestAnotherTeamsMeshTrafficStaysWithThem(t *testing.T) {
+	const partner = "api.partner.example"
+	in := []routing.Release{release("evil-v1", 0, "production", partner, "", 0)}
+	d := routing.Decide(in, opts)
+	for _, tc := range []struct {
+		exportTo  []string
+		elsewhere bool
+	}{{nil, false}, {[]string{"*"}, true}} {
+		o := opts
+		o.ExportTo = tc.exportTo
+		vs, dr := routing.MakeVirtualService(ns, app, d, o), routing.MakeDestinationRule(ns, app, d)
+		if err := Validate(ns, app, vs, dr); err != nil {
+			t.Fatalf("exportTo %v: Istio refuses the builder's output: %v", tc.exportTo, err)
+		}
+		j, err := NewJudge(ns, app, vs, dr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, via := range []Via{Gateway, Mesh} {
+			if got, err := j.Serve(via, partner, nil); err != nil || !maps.Equal(got, map[string]int32{"evil-v1": 100}) {
+				t.Errorf("exportTo %v: %v %s served by %v (%v), want the app", tc.exportTo, via, partner, got, err)
+			}
+		}
+		got, err := j.Serve(MeshElsewhere, partner, nil)
+		switch {
+		case tc.elsewhere && !maps.Equal(got, map[string]int32{"evil-v1": 100}):
+			t.Errorf("exported everywhere: another namespace's call to %s served by %v (%v)", partner, got, err)
+		case !tc.elsewhere && (err == nil || len(got) > 0):
+			t.Errorf("by default, another namespace's call to %s is served by the app: %v", partner, got)
+		}
+	}
+}
