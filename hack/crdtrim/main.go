@@ -1,8 +1,10 @@
-// Command crdtrim drops the field descriptions below spec.template from the
-// generated AppRelease CRD: that subtree is Kubernetes' own PodTemplateSpec
-// schema (kubectl explain pod.spec documents it), and its descriptions would
-// make up most of the CRD (over 600 KB; a client-side kubectl apply refuses
-// any object over 256 KB in its last-applied annotation).
+// Command crdtrim finishes the generated AppRelease CRD's spec.template, which
+// is Kubernetes' own PodTemplateSpec schema: it drops the subtree's field
+// descriptions (kubectl explain pod.spec documents them; they would make up
+// most of the CRD, over 600 KB, and a client-side kubectl apply refuses any
+// object over 256 KB in its last-applied annotation), and bounds every list,
+// map and string in it (maxItems, maxProperties, maxLength), so a template's
+// size is bounded at apply time, with a message naming the field.
 //
 // Usage: go run ./hack/crdtrim FILE...
 package main
@@ -45,6 +47,7 @@ func trim(path string) error {
 		if tmpl, ok := spec.Properties["template"]; ok {
 			for name, p := range tmpl.Properties {
 				dropDescriptions(&p)
+				bound(&p)
 				tmpl.Properties[name] = p
 			}
 			spec.Properties["template"] = tmpl
@@ -70,6 +73,39 @@ func trim(path string) error {
 	}
 	return os.WriteFile(path, append([]byte("---\n"), out...), 0o644)
 }
+
+// Bounds of every list, map and string in a template: far above what a pod
+// needs (a pod's annotations may hold 256 KiB in all, a container's env a few
+// dozen entries), so only runaway input is refused.
+const (
+	maxItems      = 256
+	maxProperties = 256
+	maxLength     = 64 * 1024
+)
+
+// bound sets the bounds on a schema and everything below it, where none is set.
+func bound(p *apiextensionsv1.JSONSchemaProps) {
+	switch {
+	case p.Type == "array" && p.MaxItems == nil:
+		p.MaxItems = ptr(int64(maxItems))
+	case p.Type == "object" && p.AdditionalProperties != nil && p.MaxProperties == nil:
+		p.MaxProperties = ptr(int64(maxProperties))
+	case p.Type == "string" && p.MaxLength == nil && p.Format == "":
+		p.MaxLength = ptr(int64(maxLength))
+	}
+	for k, c := range p.Properties {
+		bound(&c)
+		p.Properties[k] = c
+	}
+	if p.Items != nil && p.Items.Schema != nil {
+		bound(p.Items.Schema)
+	}
+	if p.AdditionalProperties != nil && p.AdditionalProperties.Schema != nil {
+		bound(p.AdditionalProperties.Schema)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
 
 func dropDescriptions(p *apiextensionsv1.JSONSchemaProps) {
 	p.Description = ""

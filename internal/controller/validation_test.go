@@ -1,6 +1,8 @@
 package controller_test
 
 import (
+	"fmt"
+
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -65,6 +67,9 @@ var _ = Describe("AppRelease validation", func() {
 		Entry("a template annotation that is not a string", map[string]any{"template": map[string]any{
 			"metadata": map[string]any{"annotations": map[string]any{"sidecar.istio.io/inject": true}}}},
 			"spec.template.metadata.annotations.sidecar.istio.io/inject"),
+		Entry("a runaway template (a list past its bound)", map[string]any{"template": map[string]any{"spec": map[string]any{
+			"containers": []any{map[string]any{"name": "app", "env": manyEnv(300)}}}}},
+			"spec.template.spec.containers[0].env: Too many"),
 		Entry("a malformed quantity in the template", map[string]any{"template": map[string]any{"spec": map[string]any{
 			"containers": []any{map[string]any{"name": "app", "resources": map[string]any{"limits": map[string]any{"cpu": "lots"}}}}}}},
 			"spec.template.spec.containers[0].resources.limits.cpu"),
@@ -115,3 +120,12 @@ var _ = Describe("AppRelease validation", func() {
 		Expect(r.ObjectMeta.CreationTimestamp).NotTo(Equal(metav1.Time{}))
 	})
 })
+
+// manyEnv is n environment variables, as a template would list them.
+func manyEnv(n int) []any {
+	out := make([]any, n)
+	for i := range out {
+		out[i] = map[string]any{"name": fmt.Sprintf("V%d", i), "value": "x"}
+	}
+	return out
+}
