@@ -122,7 +122,7 @@ func (r *AppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl
 		// The app is gone (its objects go with its last release, by owner
 		// reference): its Deployments' pods may go once no route names them,
 		// and what the controller remembered of it goes too.
-		res, err := r.releaseDeployments(ctx, s)
+		res, err := r.releaseDrained(ctx, s)
 		if len(s.deployments) == 0 {
 			r.forget(s.key)
 		}
@@ -164,7 +164,6 @@ func (r *AppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl
 		r.reconcileService,
 		r.reconcileRouting,
 		r.releaseDrained,
-		r.releaseDeployments,
 		r.pruneSuperseded,
 	} {
 		pr, err := phase(ctx, s)

@@ -186,35 +186,21 @@ func (r *AppReconciler) reconcileRouting(ctx context.Context, s *appScope) (ctrl
 		// half of the objects would send requests to undefined subsets.
 		return ctrl.Result{}, nil
 	}
-	delay := r.Config.DrainDelay
-	before := routing.RoutedSubsets(vsSpec(s.vs))
-	first, _ := routing.PlanSubsets(s.desiredDR, drSpec(s.dr), before, s.drains, delay, s.now)
-	if err := r.applyDestinationRule(ctx, s, first, owners); err != nil {
+	p := planRouting(s.desiredDR, drSpec(s.dr), s.desiredVS, vsSpec(s.vs), s.drains, r.Config.DrainDelay, s.now)
+	if err := r.applyDestinationRule(ctx, s, p.First, owners); err != nil {
 		return r.writeFailed(s, err, true)
 	}
-	if err := r.applyVirtualService(ctx, s, s.desiredVS, routedOwners(owners, s.desiredVS, s.decision)); err != nil {
+	if err := r.applyVirtualService(ctx, s, p.VirtualService, routedOwners(owners, p.VirtualService, s.decision)); err != nil {
 		return r.writeFailed(s, err, true)
 	}
-	after := routing.RoutedSubsets(vsSpec(s.vs))
-	s.drains = routing.NextDrains(s.drains, before, after, routing.DefinedSubsets(drSpec(s.dr)), drainStart(s.now))
-	last, next := routing.PlanSubsets(s.desiredDR, drSpec(s.dr), after, s.drains, delay, s.now)
-	if err := r.applyDestinationRule(ctx, s, last, owners); err != nil {
+	s.drains = p.DrainsAfterRoutes
+	if err := r.applyDestinationRule(ctx, s, p.Last, owners); err != nil {
 		// The routes are written: statuses say so; the subsets left go later.
 		return r.writeFailed(s, err, false)
 	}
-	s.drains = routing.NextDrains(s.drains, nil, nil, routing.DefinedSubsets(drSpec(s.dr)), s.now)
+	s.drains = p.Drains
 	// Come back when the next drain ends, to take its subset out.
-	return ctrl.Result{RequeueAfter: next}, nil
-}
-
-// drainStart is a drain's start as a status keeps it, in whole seconds: now
-// rounded up, so the drain that a restarted operator reads back is never
-// shorter than the one this one planned.
-func drainStart(now time.Time) time.Time {
-	if whole := now.Truncate(time.Second); !whole.Equal(now) {
-		return whole.Add(time.Second)
-	}
-	return now
+	return ctrl.Result{RequeueAfter: p.Next}, nil
 }
 
 // writeFailed turns a failed or held-back write into the rebuild's result;
@@ -445,24 +431,18 @@ func (r *AppReconciler) applyIstio(ctx context.Context, ac any, obj client.Objec
 	return json.Unmarshal(b, obj)
 }
 
-// releaseDrained drops the finalizer of every retiring release once the app's
-// objects, as last read or written, no longer reference it (or no live release
-// is left, and the objects go with the last one); its Deployment then goes by
-// owner reference.
+// releaseDrained carries out planRetirement: it drops the drain finalizer
+// of every deleted release whose route and subset have left the app's
+// objects, deletes the Deployments whose releases are retired once their
+// routes have drained, and drops the finalizer of every Deployment being
+// deleted once drained; only then may their pods go.
 func (r *AppReconciler) releaseDrained(ctx context.Context, s *appScope) (ctrl.Result, error) {
-	live := len(s.decision.Live) > 0
-	referenced := referencedSubsets(s)
+	p := planRetirement(s.releases, s.deployments, len(s.decision.Live) > 0, routing.RoutedSubsets(vsSpec(s.vs)),
+		routing.DefinedSubsets(drSpec(s.dr)), s.drains, r.Config.DrainDelay, s.now)
+	log := ctrl.LoggerFrom(ctx)
 	var errs []error
-	for _, name := range sortedNames(s.releases) {
+	for _, name := range p.ReleaseFinalizers {
 		rel := s.releases[name]
-		if rel.DeletionTimestamp.IsZero() || !controllerutil.ContainsFinalizer(rel, Finalizer) {
-			continue
-		}
-		if live && referenced[routing.SubsetName(rel.Name)] {
-			// Its route or subset is still in the app's objects (a write
-			// failed or was held back): not yet.
-			continue
-		}
 		patch := client.MergeFromWithOptions(rel.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		controllerutil.RemoveFinalizer(rel, Finalizer)
 		if err := r.Patch(ctx, rel, patch); client.IgnoreNotFound(err) != nil {
@@ -471,61 +451,34 @@ func (r *AppReconciler) releaseDrained(ctx context.Context, s *appScope) (ctrl.R
 		}
 		r.Recorder.Eventf(rel, nil, corev1.EventTypeNormal, "Drained", "Delete",
 			"Routes and subset removed from %s; the release and its Deployment may go", s.key.Name)
-		delete(s.releases, name)
 	}
-	return ctrl.Result{}, kerrors.NewAggregate(errs)
-}
-
-// releaseDeployments retires Deployments once no route of the app's
-// VirtualService, as last read or written, names their subset and the
-// subset's drain has ended: it deletes the Deployment of a release that is
-// gone, being deleted, superseded or replaced by another of its name, and
-// drops the drain finalizer of every Deployment being deleted (by it, a
-// person or a namespace deletion). Only then may their pods go.
-func (r *AppReconciler) releaseDeployments(ctx context.Context, s *appScope) (ctrl.Result, error) {
-	routed := routing.RoutedSubsets(vsSpec(s.vs))
-	var res ctrl.Result
-	var errs []error
-	for _, name := range sortedNames(s.deployments) {
+	for _, name := range p.DeleteDeployments {
 		d := s.deployments[name]
-		rel := s.releases[name]
-		deleting := !d.DeletionTimestamp.IsZero()
-		retired := rel == nil || !rel.DeletionTimestamp.IsZero() || rel.Status.Phase == v1alpha1.PhaseSuperseded || !runs(d, rel)
-		if (!deleting && !retired) || (deleting && !controllerutil.ContainsFinalizer(d, Finalizer)) {
+		if err := r.Delete(ctx, d, client.Preconditions{UID: &d.UID}); client.IgnoreNotFound(err) != nil {
+			errs = append(errs, fmt.Errorf("delete Deployment %s: %w", klog.KObj(d), err))
 			continue
 		}
-		subset := routing.SubsetName(name)
-		if routed[subset] {
-			continue
+		log.Info("Deleted a drained Deployment", "deployment", klog.KObj(d))
+		if rel := s.releases[name]; rel != nil {
+			r.Recorder.Eventf(rel, d, corev1.EventTypeNormal, "DeploymentDeleted", "Delete",
+				"Deleted Deployment %s: its routes have drained", d.Name)
 		}
-		if start, ok := s.drains[subset]; ok {
-			if left := start.Add(r.Config.DrainDelay).Sub(s.now); left > 0 {
-				res.RequeueAfter = minRequeue(res.RequeueAfter, left)
-				continue
-			}
-		}
-		if !deleting {
-			if err := r.Delete(ctx, d, client.Preconditions{UID: &d.UID}); client.IgnoreNotFound(err) != nil {
-				errs = append(errs, fmt.Errorf("delete Deployment %s: %w", klog.KObj(d), err))
-				continue
-			}
-			ctrl.LoggerFrom(ctx).Info("Deleted a drained Deployment", "deployment", klog.KObj(d))
-			if rel != nil {
-				r.Recorder.Eventf(rel, d, corev1.EventTypeNormal, "DeploymentDeleted", "Delete",
-					"Deleted Deployment %s: its routes have drained", d.Name)
-			}
-			// Its deletion brings this controller back to drop the finalizer.
-			continue
-		}
+		// Its deletion brings this controller back to drop the finalizer.
+	}
+	for _, name := range p.DeploymentFinalizers {
+		d := s.deployments[name]
 		patch := client.MergeFromWithOptions(d.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		controllerutil.RemoveFinalizer(d, Finalizer)
 		if err := r.Patch(ctx, d, patch); client.IgnoreNotFound(err) != nil {
 			errs = append(errs, fmt.Errorf("remove finalizer of Deployment %s: %w", klog.KObj(d), err))
 			continue
 		}
-		ctrl.LoggerFrom(ctx).Info("Released a drained Deployment", "deployment", klog.KObj(d))
+		log.Info("Released a drained Deployment", "deployment", klog.KObj(d))
 	}
-	return res, kerrors.NewAggregate(errs)
+	for _, name := range p.ReleaseFinalizers {
+		delete(s.releases, name) // gone: no status to write
+	}
+	return ctrl.Result{RequeueAfter: p.Next}, kerrors.NewAggregate(errs)
 }
 
 // pruneSuperseded deletes superseded releases (with --prune-superseded) once
