@@ -172,14 +172,15 @@ var _ = Describe("AppRelease under cluster events", func() {
 		crdKey := client.ObjectKey{Name: "appreleases.delivery.switchyard.dev"}
 		Expect(k8s.Get(ctx, crdKey, crd)).To(Succeed())
 		original := crd.DeepCopy()
-		DeferCleanup(func() {
+		restore := func() {
 			Eventually(func(g Gomega) {
 				cur := &apiextensionsv1.CustomResourceDefinition{}
 				g.Expect(k8s.Get(ctx, crdKey, cur)).To(Succeed())
 				cur.Spec.Versions = original.Spec.Versions
 				g.Expect(k8s.Update(ctx, cur)).To(Succeed())
 			}).Should(Succeed())
-		})
+		}
+		DeferCleanup(restore)
 		spec := crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["spec"]
 		spec.Properties["template"] = apiextensionsv1.JSONSchemaProps{Type: "object", XPreserveUnknownFields: ptr.To(true)}
 		crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["spec"] = spec
@@ -193,12 +194,7 @@ var _ = Describe("AppRelease under cluster events", func() {
 		Eventually(func() error { return k8s.Create(ctx, bad) }).Should(Succeed())
 
 		By("the CRD back as it ships: the object stays stored")
-		Eventually(func(g Gomega) {
-			cur := &apiextensionsv1.CustomResourceDefinition{}
-			g.Expect(k8s.Get(ctx, crdKey, cur)).To(Succeed())
-			cur.Spec.Versions = original.Spec.Versions
-			g.Expect(k8s.Update(ctx, cur)).To(Succeed())
-		}).Should(Succeed())
+		restore()
 
 		By("everyone else is still taken in and routed, and the broken release says why")
 		newRelease(ns, "shop-v1")
