@@ -64,7 +64,7 @@ test: verify-size verify-gen verify-fmt vet test-unit test-chart test-envtest te
 
 .PHONY: test-unit
 test-unit: ## Unit tests of the pure parts (routing builder), with a short fuzz run.
-	go test ./internal/routing/... ./api/...
+	go test ./internal/routing/... ./api/... ./cmd/...
 	go test ./internal/routing/ -run '^$$' -fuzz FuzzDecide -fuzztime 20000x -fuzzminimizetime 200x
 
 .PHONY: test-envtest

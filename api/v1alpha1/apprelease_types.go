@@ -35,13 +35,13 @@ type AppReleaseSpec struct {
 
 	// hosts are the environment's hostnames at the ingress gateway. When the
 	// releases of one environment disagree, the newest routed release's hosts win.
-	// Names inside the cluster are refused (a name without a dot, *.svc,
-	// *.svc.*, *.local): a VirtualService for them would take the mesh
-	// traffic of another Service.
+	// Names inside the cluster are refused (a name without a dot,
+	// service.namespace.svc[.domain], *.local): a VirtualService for them
+	// would take the mesh traffic of another Service.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=16
-	// +kubebuilder:validation:XValidation:rule="self.all(h, h.contains('.') && !h.endsWith('.svc') && !h.contains('.svc.') && !h.endsWith('.local'))",message="hosts must be public hostnames: names inside the cluster (without a dot, *.svc, *.svc.*, *.local) belong to Services"
+	// +kubebuilder:validation:XValidation:rule="self.all(h, h.contains('.') && !h.matches('^[^.]+[.][^.]+[.]svc([.].*)?$') && !h.endsWith('.local'))",message="hosts must be public hostnames: names inside the cluster (without a dot, service.namespace.svc[.domain], *.local) belong to Services"
 	// +kubebuilder:validation:items:MaxLength=253
 	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	Hosts []string `json:"hosts,omitempty"`
@@ -66,13 +66,13 @@ type AppReleaseSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="build is immutable: apply a new AppRelease for another build"
 	Build *int64 `json:"build,omitempty"`
 
-	// image is the container image of this build, without surrounding spaces
-	// (the kubelet refuses such an image on every pod).
+	// image is the container image of this build, without white space (the
+	// kubelet refuses such an image on every pod).
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=1024
 	// +kubebuilder:validation:XValidation:rule="self.trim() != ''",message="image must not be blank"
-	// +kubebuilder:validation:XValidation:rule="self == self.trim()",message="image must not begin or end with white space"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('[ \\t\\r\\n]')",message="image must not contain white space"
 	Image string `json:"image"`
 
 	// port is the container port the app listens on; the app's Service forwards
@@ -195,6 +195,9 @@ const (
 	// ReasonInvalidTemplate: spec.template cannot be decoded (stored before the
 	// CRD had a schema for it).
 	ReasonInvalidTemplate = "InvalidTemplate"
+	// ReasonDeploymentDrift: someone changed the release's Deployment in
+	// fields Switchyard does not set, which it cannot put back by itself.
+	ReasonDeploymentDrift = "DeploymentDrift"
 	// ReasonWriteRefused: the API server refused a write of the app's Service,
 	// VirtualService or DestinationRule that the release's routing needs.
 	ReasonWriteRefused = "WriteRefused"

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -43,9 +46,11 @@ func (c *cli) wait(ctx context.Context, cl client.Client, key client.ObjectKey) 
 		r := &v1alpha1.AppRelease{}
 		err := cl.Get(ctx, key, r)
 		switch {
-		case ctx.Err() != nil:
+		case ctx.Err() != nil || timedOut(ctx, err):
 			return &exitError{2, fmt.Errorf("timed out waiting for apprelease/%s to be Ready (last: %s)", key.Name, last)}
-		case client.IgnoreNotFound(err) != nil:
+		case apierrors.IsNotFound(err):
+			last = "not found"
+		case err != nil:
 			return err
 		case err == nil:
 			done, verdict, failed := judge(r)
@@ -63,6 +68,20 @@ func (c *cli) wait(ctx context.Context, cl client.Client, key client.ObjectKey) 
 		case <-tick.C:
 		}
 	}
+}
+
+// timedOut: the request failed because the deadline is (all but) reached:
+// client-go's rate limiter gives up a moment before the context does, with
+// an error of its own.
+func timedOut(ctx context.Context, err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	deadline, ok := ctx.Deadline()
+	return ok && time.Until(deadline) < time.Second && strings.Contains(err.Error(), "context deadline")
 }
 
 // judge: whether waiting is over, what to say, and whether it failed.

@@ -461,7 +461,7 @@ func (r *AppReconciler) releaseDrained(ctx context.Context, s *appScope) (ctrl.R
 		log.Info("Deleted a drained Deployment", "deployment", klog.KObj(d))
 		if rel := s.releases[name]; rel != nil {
 			r.Recorder.Eventf(rel, d, corev1.EventTypeNormal, "DeploymentDeleted", "Delete",
-				"Deleted Deployment %s: its routes have drained", d.Name)
+				"Deleted Deployment %s: the release is retired and no route names its pods any more", d.Name)
 		}
 		// Its deletion brings this controller back to drop the finalizer.
 	}

@@ -264,6 +264,31 @@ func deploymentCondition(d *appsv1.Deployment, t appsv1.DeploymentConditionType)
 	return nil
 }
 
+// onlyRestart: the fields are kubectl rollout restart's template annotation
+// alone, a restart of the pods and no change of what they run.
+func onlyRestart(fields []byte) bool {
+	var f map[string]any
+	if json.Unmarshal(fields, &f) != nil {
+		return false
+	}
+	var leaves []string
+	var walk func(path string, m map[string]any)
+	walk = func(path string, m map[string]any) {
+		for k, v := range m {
+			if k == "." {
+				continue
+			}
+			if sub, ok := v.(map[string]any); ok && len(sub) > 0 && !(len(sub) == 1 && sub["."] != nil) {
+				walk(path+"/"+k, sub)
+				continue
+			}
+			leaves = append(leaves, path+"/"+k)
+		}
+	}
+	walk("", f)
+	return len(leaves) == 1 && leaves[0] == "/f:spec/f:template/f:metadata/f:annotations/f:kubectl.kubernetes.io/restartedAt"
+}
+
 // editedBy names the field managers that changed the Deployment's spec (or
 // its scale) after Switchyard's own last apply, from its managedFields; ""
 // when none did. The deployment controller writes only status and
@@ -271,14 +296,14 @@ func deploymentCondition(d *appsv1.Deployment, t appsv1.DeploymentConditionType)
 func editedBy(d *appsv1.Deployment) string {
 	var ours time.Time
 	for _, m := range d.ManagedFields {
-		if m.Manager == releaseFieldManager && m.Operation == metav1.ManagedFieldsOperationApply && m.Time != nil && m.Time.After(ours) {
+		if m.Manager == releaseFieldManager && m.Time != nil && m.Time.After(ours) {
 			ours = m.Time.Time
 		}
 	}
 	var who []string
 	for _, m := range d.ManagedFields {
 		if m.Manager == releaseFieldManager || (m.Subresource != "" && m.Subresource != "scale") ||
-			m.FieldsV1 == nil || !bytes.Contains(m.FieldsV1.Raw, []byte(`"f:spec"`)) {
+			m.FieldsV1 == nil || !bytes.Contains(m.FieldsV1.Raw, []byte(`"f:spec"`)) || onlyRestart(m.FieldsV1.Raw) {
 			continue
 		}
 		if m.Time == nil || !m.Time.Time.Before(ours) {

@@ -124,6 +124,34 @@ var _ = Describe("AppRelease under cluster events", func() {
 		Eventually(routesOf(ns)).Should(Equal([]string{"env-production: shop-v1 100", "mesh-production: shop-v1 100"}))
 	})
 
+	It("says so when its Deployment is changed in fields it does not set, and recovers when the Deployment is made anew", func() {
+		newRelease(ns, "shop-v1")
+		makeAvailable(ns, "shop-v1")
+		Eventually(phaseOf(ns, "shop-v1")).Should(Equal("Live 100 True/Routed"))
+		key := client.ObjectKey{Namespace: ns, Name: "shop-v1"}
+		d := &appsv1.Deployment{}
+		Expect(k8s.Get(ctx, key, d)).To(Succeed())
+		oldUID := d.UID
+
+		By("kubectl set env adds a variable the release does not have")
+		Expect(k8s.Patch(ctx, d, client.RawPatch(types.StrategicMergePatchType,
+			[]byte(`{"spec":{"template":{"spec":{"containers":[{"name":"app","env":[{"name":"FOO","value":"bar"}]}]}}}}`)),
+			client.FieldOwner("kubectl-set"))).To(Succeed())
+		Eventually(phaseOf(ns, "shop-v1")).Should(Equal("Live 100 False/DeploymentDrift"))
+		r := getRelease(ns, "shop-v1")(Default)
+		Expect(meta.FindStatusCondition(r.Status.Conditions, v1alpha1.ConditionReady).Message).To(ContainSubstring("kubectl-set"))
+
+		By("deleting the Deployment, as the message says: it drains and is made anew as the release asks")
+		Expect(k8s.Delete(ctx, d)).To(Succeed())
+		Eventually(func(g Gomega) types.UID {
+			g.Expect(k8s.Get(ctx, key, d)).To(Succeed())
+			return d.UID
+		}).ShouldNot(Equal(oldUID))
+		Expect(d.Spec.Template.Spec.Containers[0].Env).To(BeEmpty())
+		makeAvailable(ns, "shop-v1")
+		Eventually(phaseOf(ns, "shop-v1")).Should(Equal("Live 100 True/Routed"))
+	})
+
 	It("says at once why the API server refuses a release's Deployment, and recovers when the release is fixed", func() {
 		newRelease(ns, "shop-v1", func(r *v1alpha1.AppRelease) {
 			// The CRD's schema takes it; only the Deployment API knows a

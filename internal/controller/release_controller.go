@@ -144,10 +144,12 @@ func (r *ReleaseReconciler) applyDeployment(ctx context.Context, release *v1alph
 		return ctrl.Result{}, nil
 	default:
 		editor = current.Annotations[annotationEditedBy]
-		if editor != "" && r.alreadyReverted(current) {
-			// Put back once already: what is left is a field Switchyard does
-			// not set (kubectl rollout restart's annotation), which stays.
-			editor = ""
+		if editor != "" && r.alreadyReverted(current) && current.Annotations[annotationSpecHash] == desiredHash(release) {
+			// Put back once already, and still changed: what is left are
+			// fields Switchyard does not set (an added environment variable,
+			// spec.paused), which an apply cannot remove. Say so.
+			r.refusals.set(release, driftRefusal(release, current.Name, editor))
+			return ctrl.Result{}, nil
 		}
 		if current.Annotations[annotationSpecHash] == desiredHash(release) && editor == "" {
 			r.refusals.set(release, nil)
@@ -170,18 +172,31 @@ func (r *ReleaseReconciler) applyDeployment(ctx context.Context, release *v1alph
 	if err := r.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(releaseFieldManager), client.ForceOwnership); err != nil {
 		return ctrl.Result{}, fmt.Errorf("apply Deployment %s: %w", klog.KObj(desired), err)
 	}
-	r.refusals.set(release, nil)
 	if editor != "" && current.Annotations[annotationSpecHash] == desired.Annotations[annotationSpecHash] {
 		r.noteReverted(current)
 		if gen, _, _ := unstructured.NestedInt64(u.Object, "metadata", "generation"); gen != current.Generation {
+			r.refusals.set(release, nil)
 			r.Recorder.Eventf(release, current, corev1.EventTypeWarning, "DeploymentReverted", "Apply",
 				"Deployment %s was changed by %s; put back as the release asks (change the AppRelease instead)", current.Name, editor)
 			ctrl.LoggerFrom(ctx).Info("Put back a Deployment changed by someone else", "deployment", klog.KObj(desired), "editedBy", editor)
+			return ctrl.Result{}, nil
 		}
+		// The apply changed nothing: what was changed are fields Switchyard
+		// does not set (an added environment variable, spec.paused).
+		r.refusals.set(release, driftRefusal(release, current.Name, editor))
 		return ctrl.Result{}, nil
 	}
+	r.refusals.set(release, nil)
 	ctrl.LoggerFrom(ctx).Info("Applied Deployment", "deployment", klog.KObj(desired), "image", full.Spec.Image)
 	return ctrl.Result{}, nil
+}
+
+// driftRefusal: the release's Deployment was changed by editor in fields
+// Switchyard does not set, which an apply cannot take back.
+func driftRefusal(release *v1alpha1.AppRelease, deployment, editor string) *refusal {
+	return &refusal{Generation: release.Generation, Reason: v1alpha1.ReasonDeploymentDrift,
+		Message: fmt.Sprintf("Deployment %s was changed by %s in fields Switchyard does not set, so it does not run the release as asked; "+
+			"undo that change, or delete the Deployment (its pods go once their routes have drained, and it is made anew)", deployment, editor)}
 }
 
 // conflictRecheck is how often a release blocked by a Deployment that is not

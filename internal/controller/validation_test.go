@@ -57,13 +57,18 @@ var _ = Describe("AppRelease validation", func() {
 		Entry("a port out of range", map[string]any{"port": 70000}, "spec.port"),
 		Entry("zero replicas", map[string]any{"replicas": 0}, "spec.replicas"),
 		Entry("an app that is not a Service name (a DNS-1035 label)", map[string]any{"app": "9shop"}, "spec.app"),
+		Entry("another namespace's Service in another cluster domain", map[string]any{"hosts": []any{"payments.victim.svc.corp.internal"}},
+			"hosts must be public hostnames"),
 		Entry("another namespace's Service as a host", map[string]any{"hosts": []any{"payments.victim.svc.cluster.local"}},
 			"hosts must be public hostnames"),
 		Entry("a Service's short name as a host", map[string]any{"hosts": []any{"payments.victim.svc"}}, "hosts must be public hostnames"),
 		Entry("a single label as a host", map[string]any{"hosts": []any{"payments"}}, "hosts must be public hostnames"),
 		Entry("a host under .local", map[string]any{"hosts": []any{"shop.cluster.local"}}, "hosts must be public hostnames"),
 		Entry("an image with surrounding white space", map[string]any{"image": " registry.example.com/shop:1 "},
-			"image must not begin or end with white space"),
+			"image must not contain white space"),
+		Entry("an image with white space inside", map[string]any{"image": "registry.example.com/shop :1"},
+			"image must not contain white space"),
+		Entry("an image with a tab", map[string]any{"image": "registry.example.com/shop:1\t"}, "image must not contain white space"),
 		Entry("a template annotation that is not a string", map[string]any{"template": map[string]any{
 			"metadata": map[string]any{"annotations": map[string]any{"sidecar.istio.io/inject": true}}}},
 			"spec.template.metadata.annotations.sidecar.istio.io/inject"),
@@ -107,6 +112,10 @@ var _ = Describe("AppRelease validation", func() {
 		Entry("adding a branch", nil, map[string]any{"branch": "feature-jp12"}, "branch is immutable"),
 		Entry("removing a branch", map[string]any{"branch": "feature-jp12"}, map[string]any{"branch": nil}, "branch is immutable"),
 	)
+
+	It("accepts public hosts that merely contain svc", func() {
+		Expect(create("svc-host", spec(map[string]any{"hosts": []any{"payments.svc.example.com", "svc.example.com"}}))).To(Succeed())
+	})
 
 	It("accepts a full spec and fills in the defaults", func() {
 		Expect(create("good", spec(map[string]any{"branch": "feature-jp12", "template": map[string]any{

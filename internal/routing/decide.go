@@ -433,6 +433,9 @@ func notYetAvailable(r Release) Outcome {
 	case r.Failed:
 		return Outcome{Phase: v1alpha1.PhaseFailed, Stalled: true, Reason: v1alpha1.ReasonDeploymentFailed,
 			Message: "its Deployment exceeded its progress deadline without becoming Available; traffic stays where it was"}
+	case r.WasRouted:
+		return Outcome{Phase: v1alpha1.PhaseProgressing, Reason: v1alpha1.ReasonProgressing,
+			Message: "none of its pods is available: its share went to the rest of its environment until they are back"}
 	default:
 		return Outcome{Phase: v1alpha1.PhaseProgressing, Reason: v1alpha1.ReasonProgressing,
 			Message: "waiting for its Deployment to become Available; traffic stays where it was"}
