@@ -176,9 +176,9 @@ var _ = Describe("AppRelease under cluster events", func() {
 		Eventually(phaseOf(ns, "shop-v1")).Should(Equal("Live 100 True/Routed"))
 	})
 
-	It("never takes over a Deployment it did not create, and says so", func() {
+	DescribeTable("never takes over or deletes a Deployment it did not create, labelled or not, and says so", func(labels map[string]string) {
 		foreign := &appsv1.Deployment{
-			ObjectMeta: metav1.ObjectMeta{Name: "shop-v1", Namespace: ns},
+			ObjectMeta: metav1.ObjectMeta{Name: "shop-v1", Namespace: ns, Labels: labels},
 			Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"run": "x"}},
 				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"run": "x"}},
 					Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "x", Image: "theirs:1"}}}}},
@@ -190,9 +190,14 @@ var _ = Describe("AppRelease under cluster events", func() {
 			d := &appsv1.Deployment{}
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(foreign), d)).To(Succeed())
 			g.Expect(d.OwnerReferences).To(BeEmpty())
+			g.Expect(d.DeletionTimestamp).To(BeNil())
 			g.Expect(d.Spec.Template.Spec.Containers).To(ConsistOf(HaveField("Image", "theirs:1")))
-		}, "1s").Should(Succeed())
-	})
+		}, "2s").Should(Succeed())
+	},
+		Entry("unlabelled", nil),
+		Entry("labelled as Switchyard's for this release", map[string]string{
+			controller.LabelManagedBy: controller.ManagedByValue, controller.LabelRelease: "shop-v1", controller.LabelApp: "shop"}),
+	)
 
 	It("keeps routing everyone else while one release's template cannot be decoded", Serial, func() {
 		By("storing a malformed template, as a CRD without a schema for it once accepted")

@@ -97,6 +97,10 @@ func planRetirement(releases map[string]*v1alpha1.AppRelease, deployments map[st
 	}
 	for _, name := range sortedNames(deployments) {
 		d := deployments[name]
+		if releaseUID(d) == "" {
+			// Labelled like Switchyard's, but no release's: never touched.
+			continue
+		}
 		rel := releases[name]
 		deleting := !d.DeletionTimestamp.IsZero()
 		retired := rel == nil || !rel.DeletionTimestamp.IsZero() || rel.Status.Phase == v1alpha1.PhaseSuperseded || !runs(d, rel)

@@ -154,6 +154,10 @@ func TestPlanRetirement(t *testing.T) {
 		{name: "with no live release left, the objects go with the last one: its finalizer goes at once",
 			releases: []*v1alpha1.AppRelease{v2}, deployments: []*appsv1.Deployment{dep(v2)},
 			routed: set("v2"), defined: set("v2"), finalizers: "v2"},
+		{name: "a Deployment labelled like Switchyard's but no release's is never touched",
+			releases: []*v1alpha1.AppRelease{v1}, deployments: []*appsv1.Deployment{dep(v1, func(d *appsv1.Deployment) {
+				delete(d.Annotations, annotationReleaseUID)
+			})}, defined: set("v1")},
 		{name: "a live release's Deployment is never touched",
 			releases: []*v1alpha1.AppRelease{v1}, deployments: []*appsv1.Deployment{dep(v1)}, defined: set("v1")},
 	}

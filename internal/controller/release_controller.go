@@ -126,7 +126,7 @@ func (r *ReleaseReconciler) applyDeployment(ctx context.Context, release *v1alph
 	switch {
 	case current == nil:
 	case !runs(current, release):
-		if current.Labels[LabelManagedBy] == ManagedByValue && current.Labels[LabelRelease] == release.Name {
+		if releaseUID(current) != "" && current.Labels[LabelRelease] == release.Name {
 			// A Deployment of an earlier release of the same name, on its
 			// way out (its routes drain first): wait for it rather than fight.
 			ctrl.LoggerFrom(ctx).Info("Waiting for a Deployment of an earlier release of the same name to go", "deployment", klog.KObj(current))
