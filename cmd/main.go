@@ -68,7 +68,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (*flags, *zap.Options, error) {
 	fs.BoolVar(&f.metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS to clients the API server authenticates and authorizes (get on the non-resource URL /metrics); false serves plain HTTP to anyone.")
 	fs.StringVar(&f.pprofAddr, "pprof-bind-address", "", "Address Go's pprof endpoints bind to, for profiling; empty (the default) disables them.")
 	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
-	fs.Func("export-to", "Comma-separated namespaces, beyond the app's own and the gateway's, whose sidecars see each app's VirtualService (callers of its Service there are routed, and so are their calls to its hosts); \"*\" for every namespace. Default: none.", func(v string) error {
+	fs.Func("export-to", "Restrict which namespaces' proxies see each app's VirtualService to its own and these (comma-separated; include the ingress gateway pods' namespace and the namespaces that call the app's Service). Default: every namespace.", func(v string) error {
 		for _, ns := range strings.Split(v, ",") {
 			if ns = strings.TrimSpace(ns); ns == "*" {
 				f.routing.ExportTo = append(f.routing.ExportTo, ns)

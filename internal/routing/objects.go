@@ -89,16 +89,13 @@ func MakeVirtualService(namespace, app string, d Decision, opts Options) *networ
 	return vs
 }
 
-// exportTo is the VirtualService's exportTo: its own namespace ("."), the
-// ingress gateway's, and opts.ExportTo; or every namespace ("*").
+// exportTo is the VirtualService's exportTo: nil (every namespace) unless
+// opts.ExportTo restricts it to the app's own namespace (".") and those.
 func exportTo(opts Options) []string {
-	if slices.Contains(opts.ExportTo, "*") {
-		return []string{"*"}
+	if len(opts.ExportTo) == 0 || slices.Contains(opts.ExportTo, "*") {
+		return nil
 	}
 	out := []string{"."}
-	if ns, _, ok := strings.Cut(opts.Gateway, "/"); ok && ns != "" {
-		out = append(out, ns)
-	}
 	for _, ns := range opts.ExportTo {
 		if ns != "" && !slices.Contains(out, ns) {
 			out = append(out, ns)

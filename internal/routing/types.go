@@ -29,11 +29,13 @@ type Options struct {
 	// KeepPrevious is how many previous stable releases of an environment are
 	// kept as Standby rollback targets.
 	KeepPrevious int
-	// ExportTo are the namespaces, beyond the app's own and the gateway's,
-	// whose proxies see the app's VirtualService (Istio's exportTo); "*" is
-	// every namespace. By default no other: a sidecar in another team's
-	// namespace never takes routing (for a public host its pods call) from
-	// an app it does not know.
+	// ExportTo restricts which namespaces' proxies see the app's
+	// VirtualService (Istio's exportTo) to the app's own and these, which
+	// must include the ingress gateway pods' namespace; empty or "*": every
+	// namespace (Istio's default). Restricted, a sidecar in another team's
+	// namespace never takes routing from an app it does not know (for a
+	// public host its pods call), and calls to the app's Service from an
+	// unlisted namespace are not routed by environment.
 	ExportTo []string
 	// ClusterDomain is the cluster's DNS domain ("" or "cluster.local" by
 	// default): the app's Service is app.namespace.svc.ClusterDomain.
