@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -215,57 +216,81 @@ func (s *appScope) noteWriteError(err error, held bool) {
 
 // heldElsewhere finds the hosts this app's releases ask for that another
 // app in the cluster (any namespace) holds: a host is served by one app only.
-// This app keeps a host it serves now unless another that also serves it
-// claimed it earlier (both serving happens only in a race); a host it does
-// not serve goes to it only if no other app serves it or claimed it earlier.
-// Another app "serves" a host while one of its releases asking for it is
-// Live and not in conflict; its claim dates from its oldest such release.
+//
+// Each app claiming a host has a claim: since when (its oldest live release
+// asking for it; a tie goes to the lower namespace/name), whether it serves
+// the host now (one of those releases Live and not in conflict; for this app,
+// its VirtualService routes the host), and whether it lost it (all of those
+// releases say HostsConflict). An app that serves a host keeps it unless
+// another that also serves it claimed it earlier (both serving happens only
+// in a race); an app that does not serve it goes without while another
+// serves it, or while another that has not lost it claimed it earlier, or,
+// having lost it, while any other has not. So an app that lost a host never
+// takes it back by age while the holder still asks for it, not even through
+// the holder's outage; a host whose holder retires goes to the next claimant.
 func (r *AppReconciler) heldElsewhere(ctx context.Context, s *appScope) (map[string]string, error) {
-	ours := map[string]time.Time{} // host → our oldest claim
-	for _, rel := range s.releases {
-		if !rel.DeletionTimestamp.IsZero() || rel.Status.Phase == v1alpha1.PhaseSuperseded {
+	type claim struct {
+		key          string
+		since        time.Time
+		serves, lost bool
+	}
+	precedes := func(a, b *claim) bool {
+		if !a.since.Equal(b.since) {
+			return a.since.Before(b.since)
+		}
+		return a.key < b.key
+	}
+	// add counts a live release's claim on a host into c.
+	add := func(c *claim, rel *v1alpha1.AppRelease) {
+		if c.since.IsZero() || rel.CreationTimestamp.Time.Before(c.since) {
+			c.since = rel.CreationTimestamp.Time
+		}
+		reason := readyReason(&rel.Status)
+		c.serves = c.serves || (rel.Status.Phase == v1alpha1.PhaseLive && reason != v1alpha1.ReasonHostsConflict)
+		c.lost = c.lost && reason == v1alpha1.ReasonHostsConflict
+	}
+	live := func(rel *v1alpha1.AppRelease) bool {
+		return rel.DeletionTimestamp.IsZero() && rel.Status.Phase != v1alpha1.PhaseSuperseded
+	}
+	ours := map[string]*claim{}
+	for _, name := range sortedNames(s.releases) {
+		rel := s.releases[name]
+		if !live(rel) {
 			continue
 		}
 		for _, h := range normalHosts(rel.Spec.Hosts) {
-			if t, ok := ours[h]; !ok || rel.CreationTimestamp.Time.Before(t) {
-				ours[h] = rel.CreationTimestamp.Time
+			if ours[h] == nil {
+				ours[h] = &claim{key: s.key.String(), lost: true}
 			}
+			add(ours[h], rel)
 		}
 	}
 	held := map[string]string{}
 	for _, h := range sortedNames(ours) {
+		us := ours[h]
+		us.serves = s.current.HostEnvironments[h] != ""
 		list := &v1alpha1.AppReleaseList{}
 		if err := r.List(ctx, list, client.MatchingFields{hostIndex: h}); err != nil {
 			return nil, fmt.Errorf("list AppReleases claiming host %s: %w", h, err)
 		}
-		type claim struct {
-			since  time.Time
-			serves bool
-		}
 		others := map[string]*claim{}
 		for i := range list.Items {
 			rel := &list.Items[i]
-			if (rel.Namespace == s.key.Namespace && rel.Spec.App == s.key.Name) ||
-				!rel.DeletionTimestamp.IsZero() || rel.Status.Phase == v1alpha1.PhaseSuperseded {
+			if (rel.Namespace == s.key.Namespace && rel.Spec.App == s.key.Name) || !live(rel) {
 				continue
 			}
-			who := fmt.Sprintf("app %s in namespace %s", rel.Spec.App, rel.Namespace)
-			c := others[who]
-			if c == nil {
-				c = &claim{since: rel.CreationTimestamp.Time}
-				others[who] = c
+			key := rel.Namespace + "/" + rel.Spec.App
+			if others[key] == nil {
+				others[key] = &claim{key: key, lost: true}
 			}
-			if rel.CreationTimestamp.Time.Before(c.since) {
-				c.since = rel.CreationTimestamp.Time
-			}
-			c.serves = c.serves || (rel.Status.Phase == v1alpha1.PhaseLive && readyReason(&rel.Status) != v1alpha1.ReasonHostsConflict)
+			add(others[key], rel)
 		}
-		weServe := s.current.HostEnvironments[h] != ""
-		for _, who := range sortedNames(others) {
-			c := others[who]
-			earlier := c.since.Before(ours[h])
-			if (c.serves && (!weServe || earlier)) || (!c.serves && !weServe && earlier) {
-				held[h] = who
+		for _, key := range sortedNames(others) {
+			x := others[key]
+			if (x.serves && (!us.serves || precedes(x, us))) ||
+				(!us.serves && !x.lost && (us.lost || precedes(x, us))) {
+				ns, app, _ := strings.Cut(key, "/")
+				held[h] = fmt.Sprintf("app %s in namespace %s", app, ns)
 				break
 			}
 		}
@@ -373,11 +398,14 @@ type releaseState struct {
 	Phase         v1alpha1.Phase
 	Weight        int32
 	DrainingSince time.Time
+	// ReadyReason tells, for other apps claiming its hosts, whether it holds them.
+	ReadyReason string
 }
 
 func releaseStateOf(rel *v1alpha1.AppRelease) releaseState {
 	st := releaseState{Generation: rel.Generation, Deleting: !rel.DeletionTimestamp.IsZero(),
-		Accepted: controllerutil.ContainsFinalizer(rel, Finalizer), Phase: rel.Status.Phase, Weight: rel.Status.Weight}
+		Accepted: controllerutil.ContainsFinalizer(rel, Finalizer), Phase: rel.Status.Phase, Weight: rel.Status.Weight,
+		ReadyReason: readyReason(&rel.Status)}
 	if rel.Status.DrainingSince != nil {
 		st.DrainingSince = rel.Status.DrainingSince.Time
 	}

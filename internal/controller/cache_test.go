@@ -61,6 +61,8 @@ func TestEditedBy(t *testing.T) {
 			[]metav1.ManagedFieldsEntry{ours, entry("kubectl", "scale", &later, `{"f:spec":{"f:replicas":{}}}`)}, "kubectl"},
 		{"an edit in the same second as the apply still counts",
 			[]metav1.ManagedFieldsEntry{ours, entry("kubectl-edit", "", &t0, `{"f:spec":{"f:template":{}}}`)}, "kubectl-edit"},
+		{"a HorizontalPodAutoscaler's scale (kube-controller-manager) is no hand edit",
+			[]metav1.ManagedFieldsEntry{ours, entry("kube-controller-manager", "scale", &later, `{"f:spec":{"f:replicas":{}}}`)}, ""},
 		{"kubectl rollout restart alone is no change of what the pods run",
 			[]metav1.ManagedFieldsEntry{ours, entry("kubectl-rollout", "", &later,
 				`{"f:spec":{"f:template":{"f:metadata":{"f:annotations":{".":{},"f:kubectl.kubernetes.io/restartedAt":{}}}}}}`)}, ""},

@@ -302,7 +302,9 @@ func editedBy(d *appsv1.Deployment) string {
 	}
 	var who []string
 	for _, m := range d.ManagedFields {
-		if m.Manager == releaseFieldManager || (m.Subresource != "" && m.Subresource != "scale") ||
+		// kube-controller-manager writes a Deployment's scale for a
+		// HorizontalPodAutoscaler: an autoscaler is no hand edit.
+		if m.Manager == releaseFieldManager || m.Manager == "kube-controller-manager" || (m.Subresource != "" && m.Subresource != "scale") ||
 			m.FieldsV1 == nil || !bytes.Contains(m.FieldsV1.Raw, []byte(`"f:spec"`)) || onlyRestart(m.FieldsV1.Raw) {
 			continue
 		}

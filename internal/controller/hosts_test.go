@@ -6,6 +6,7 @@ import (
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/switchyard-dev/switchyard/api/v1alpha1"
@@ -15,8 +16,10 @@ import (
 // app or namespace, is told who holds it and never takes it.
 var _ = Describe("Hosts across apps and namespaces", func() {
 	withApp := func(app string) relOpt { return func(r *v1alpha1.AppRelease) { r.Spec.App = app } }
-	// shared is a public host no other test claims (nsHost leaves example.org as it is).
-	const shared = "shop.example.org"
+	// shared is a public host each test shares between its namespaces, and no
+	// other test claims (nsHost leaves example.org as it is).
+	var shared string
+	BeforeEach(func() { shared = "shop-" + rand.String(6) + ".example.org" })
 	sharedHost := func(r *v1alpha1.AppRelease) { r.Spec.Hosts = []string{shared} }
 	vsHosts := func(ns, app string) func(Gomega) []string {
 		return func(g Gomega) []string {
@@ -54,5 +57,33 @@ var _ = Describe("Hosts across apps and namespaces", func() {
 		Eventually(phaseOf(other, "evil-v1")).Should(Equal("Live 100 True/Routed"))
 		Eventually(vsHosts(other, "evil")).Should(ContainElement(shared))
 		Eventually(phaseOf(team, "cart-v1")).Should(Equal("Live 100 False/HostsConflict"))
+	})
+
+	It("never hands a host to an older claimant that lost it, not even through the holder's outage", func() {
+		team, other := newNamespace(), newNamespace()
+		newRelease(team, "shop-v1", sharedHost)
+		makeAvailable(team, "shop-v1")
+		Eventually(phaseOf(team, "shop-v1")).Should(Equal("Live 100 True/Routed"))
+		newRelease(other, "evil-v1", withApp("evil"), sharedHost)
+		makeAvailable(other, "evil-v1")
+		Eventually(phaseOf(other, "evil-v1")).Should(Equal("Live 100 False/HostsConflict"))
+
+		By("the holder's later builds replace its first: its oldest claim is now newer than the loser's")
+		newRelease(team, "shop-v2", sharedHost)
+		makeAvailable(team, "shop-v2")
+		Eventually(phaseOf(team, "shop-v2")).Should(Equal("Live 100 True/Routed"))
+		Expect(k8s.Delete(ctx, getRelease(team, "shop-v1")(Default))).To(Succeed())
+		Eventually(gone(&v1alpha1.AppRelease{ObjectMeta: metav1.ObjectMeta{Namespace: team, Name: "shop-v1"}})).Should(BeTrue())
+
+		By("an outage of the holder: no pod up")
+		setAvailable(team, "shop-v2", 0, false)
+		Eventually(phaseOf(team, "shop-v2")).Should(Equal("Progressing 0 False/Progressing"))
+		Consistently(func(g Gomega) string { return phaseOf(other, "evil-v1")(g) }, "3s").Should(Equal("Live 100 False/HostsConflict"))
+		Expect(vsHosts(other, "evil")(Default)).NotTo(ContainElement(shared))
+
+		By("the holder's pods back: it serves its host again")
+		setAvailable(team, "shop-v2", 1, true)
+		Eventually(phaseOf(team, "shop-v2")).Should(Equal("Live 100 True/Routed"))
+		Eventually(vsHosts(team, "shop")).Should(ContainElement(shared))
 	})
 })

@@ -48,7 +48,7 @@ var _ = Describe("AppRelease workload rights", Ordered, func() {
 		return cl
 	}
 	appReleases := rbacv1.PolicyRule{APIGroups: []string{v1alpha1.GroupVersion.Group}, Resources: []string{"appreleases"},
-		Verbs: []string{"get", "create", "update", "patch"}}
+		Verbs: []string{"get", "create", "update", "patch", "delete"}}
 	release := func(name string) *v1alpha1.AppRelease {
 		return &v1alpha1.AppRelease{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 			Spec: v1alpha1.AppReleaseSpec{App: "shop", Environment: "staging", Hosts: []string{nsHost(ns, "staging.shop.example.com")},
@@ -84,5 +84,14 @@ var _ = Describe("AppRelease workload rights", Ordered, func() {
 			r.Spec.Image = "registry.example.com/shop:2"
 			return createOnly.Update(ctx, r)
 		}).Should(MatchError(ContainSubstring("update Deployments in namespace " + ns)))
+	})
+
+	It("refuses a delete to a user who may not delete Deployments: the operator would take the pods down for them", func() {
+		Expect(k8s.Create(ctx, release("shop-1"))).To(Succeed())
+		noDelete := as("no-delete", appReleases)
+		Expect(noDelete.Delete(ctx, release("shop-1"))).To(MatchError(ContainSubstring("delete Deployments in namespace " + ns)))
+		deleter := as("deleter", appReleases, rbacv1.PolicyRule{APIGroups: []string{"apps"}, Resources: []string{"deployments"},
+			Verbs: []string{"delete"}})
+		Expect(deleter.Delete(ctx, release("shop-1"))).To(Succeed())
 	})
 })
