@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"slices"
@@ -21,6 +22,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -55,9 +57,10 @@ type AppReconciler struct {
 	// writesMu guards what the controller remembers of its own writes: each
 	// app's write allowance and the versions it wrote. (Drains are not
 	// remembered here: they live in the releases' status.)
-	writesMu sync.Mutex
-	buckets  map[client.ObjectKey]*bucket
-	written  map[string]string
+	writesMu  sync.Mutex
+	buckets   map[client.ObjectKey]*bucket
+	written   map[string]string
+	writtenAt map[string]time.Time
 }
 
 func (r *AppReconciler) now() time.Time {
@@ -115,7 +118,9 @@ func (r *AppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl
 	ctx = ctrl.LoggerInto(ctx, ctrl.LoggerFrom(ctx).WithValues("app", req.Name))
 	s := &appScope{key: req.NamespacedName, now: r.now()}
 	for _, load := range []func(context.Context, *appScope) error{r.loadReleases, r.loadDeployments, r.loadShared} {
-		if err := load(ctx, s); err != nil {
+		if err := load(ctx, s); errors.Is(err, errCacheBehind) {
+			return ctrl.Result{RequeueAfter: cacheRetry}, nil
+		} else if err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -195,6 +200,9 @@ func (r *AppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl
 	}
 	return res, nil
 }
+
+// appConcurrency is how many apps are rebuilt at once.
+const appConcurrency = 4
 
 // refusedRetry is how often a rebuild whose writes the API server refused
 // for good tries again (what refused them may change: a quota, a policy).
@@ -455,6 +463,9 @@ func (r *AppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	})
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("app").
+		// Apps are independent (one app's key is never worked on twice at
+		// once): a large app's slow writes never hold another app back.
+		WithOptions(controller.Options{MaxConcurrentReconciles: appConcurrency}).
 		Watches(&v1alpha1.AppRelease{}, releaseToApps, builder.WithPredicates(releaseChanged)).
 		Watches(&appsv1.Deployment{}, byApp, builder.WithPredicates(deploymentChanged)).
 		Watches(&corev1.Service{}, byApp).

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"time"
 
@@ -89,22 +90,22 @@ func (r *AppReconciler) loadShared(ctx context.Context, s *appScope) error {
 
 // getShared reads one shared object: from the cache, which holds only
 // Switchyard's objects, and on a miss from the API server, to tell a foreign
-// object from none.
+// object from none. A cached copy that is not the version this controller
+// last wrote or read, within cacheCatchUp of that write, is on its way (a
+// few milliseconds behind the write's response): the rebuild is retried
+// (errCacheBehind) rather than wait or read a large object from the API
+// server. Past that, someone else changed it, or the watch lags: the API
+// server is read.
 func (r *AppReconciler) getShared(ctx context.Context, key client.ObjectKey, obj client.Object) (ours, exists bool, err error) {
 	err = r.Get(ctx, key, obj)
-	for wait := cacheCatchUp; err == nil && !r.seen(obj) && wait > 0; wait -= cachePoll {
-		// The cache has not delivered this controller's own last write yet
-		// (it is on its way, a few milliseconds behind the write's
-		// response): waiting for it is cheaper than reading a large object
-		// from the API server.
-		time.Sleep(cachePoll)
-		err = r.Get(ctx, key, obj)
+	stale := err == nil && !r.seen(obj)
+	if stale && r.since(obj) < cacheCatchUp {
+		return false, false, errCacheBehind
 	}
-	live := apierrors.IsNotFound(err) || (err == nil && !r.seen(obj))
+	live := apierrors.IsNotFound(err) || stale
 	if live {
 		// A miss, or a cached object that is not the one this controller last
-		// wrote (the cache lags, or someone changed it since): read the API
-		// server, so no decision rests on a stale copy.
+		// wrote: read the API server, so no decision rests on a stale copy.
 		err = r.APIReader.Get(ctx, key, obj)
 	}
 	switch {
@@ -125,12 +126,16 @@ func (r *AppReconciler) getShared(ctx context.Context, key client.ObjectKey, obj
 	return ours, true, nil
 }
 
+// errCacheBehind: the cache has not yet delivered this controller's own
+// last write of a shared object; the rebuild runs again in cacheRetry (the
+// write's watch event usually brings it back sooner).
+var errCacheBehind = errors.New("the cache has not delivered the last write yet")
+
 const (
-	// cacheCatchUp is how long a rebuild waits for the cache to deliver the
-	// controller's own last write before it reads the API server instead
-	// (someone else wrote since, or the watch lags); cachePoll how often it looks.
+	// cacheCatchUp is how long after its own write a rebuild trusts that a
+	// cache behind it is only late; cacheRetry when it tries again.
 	cacheCatchUp = 100 * time.Millisecond
-	cachePoll    = 5 * time.Millisecond
+	cacheRetry   = 20 * time.Millisecond
 )
 
 // reconcileService applies the app's Service, which forwards port 80 to the
@@ -221,9 +226,22 @@ func (r *AppReconciler) remember(obj client.Object, key client.ObjectKey, rv str
 	r.writesMu.Lock()
 	defer r.writesMu.Unlock()
 	if r.written == nil {
-		r.written = map[string]string{}
+		r.written, r.writtenAt = map[string]string{}, map[string]time.Time{}
 	}
-	r.written[fmt.Sprintf("%T/%s", obj, key)] = rv
+	id := fmt.Sprintf("%T/%s", obj, key)
+	r.written[id], r.writtenAt[id] = rv, r.now()
+}
+
+// since is how long ago the controller last remembered obj's version
+// (a long time when never).
+func (r *AppReconciler) since(obj client.Object) time.Duration {
+	r.writesMu.Lock()
+	defer r.writesMu.Unlock()
+	at, ok := r.writtenAt[fmt.Sprintf("%T/%s", obj, client.ObjectKeyFromObject(obj))]
+	if !ok {
+		return time.Duration(math.MaxInt64)
+	}
+	return r.now().Sub(at)
 }
 
 // settled notes that an app's objects are as desired: no change is held.
@@ -240,6 +258,9 @@ func (r *AppReconciler) forget(key client.ObjectKey) {
 	r.writesMu.Lock()
 	defer r.writesMu.Unlock()
 	delete(r.buckets, key)
+	for _, obj := range []client.Object{&corev1.Service{}, &networkingv1.VirtualService{}, &networkingv1.DestinationRule{}} {
+		delete(r.writtenAt, fmt.Sprintf("%T/%s", obj, key))
+	}
 	for _, obj := range []client.Object{&corev1.Service{}, &networkingv1.VirtualService{}, &networkingv1.DestinationRule{}} {
 		delete(r.written, fmt.Sprintf("%T/%s", obj, key))
 	}
