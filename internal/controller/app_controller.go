@@ -278,7 +278,9 @@ func (r *AppReconciler) heldElsewhere(ctx context.Context, s *appScope) (map[str
 		us := ours[h]
 		us.serves = s.current.HostEnvironments[h] != ""
 		list := &v1alpha1.AppReleaseList{}
-		if err := r.List(ctx, list, client.MatchingFields{hostIndex: h}); err != nil {
+		// Read only: the cache's own copies (an app's host is claimed by each of
+		// its releases, up to thousands).
+		if err := r.List(ctx, list, client.MatchingFields{hostIndex: h}, client.UnsafeDisableDeepCopy); err != nil {
 			return nil, fmt.Errorf("list AppReleases claiming host %s: %w", h, err)
 		}
 		others := map[string]*claim{}
@@ -448,7 +450,7 @@ func (r *AppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		seen := map[client.ObjectKey]bool{own: true}
 		for _, h := range normalHosts(rel.Spec.Hosts) {
 			list := &v1alpha1.AppReleaseList{}
-			if err := mgr.GetClient().List(ctx, list, client.MatchingFields{hostIndex: h}); err != nil {
+			if err := mgr.GetClient().List(ctx, list, client.MatchingFields{hostIndex: h}, client.UnsafeDisableDeepCopy); err != nil {
 				continue
 			}
 			for _, other := range list.Items {
