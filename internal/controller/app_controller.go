@@ -266,7 +266,7 @@ func (r *AppReconciler) heldElsewhere(ctx context.Context, s *appScope) (map[str
 		if !live(rel) {
 			continue
 		}
-		for _, h := range normalHosts(rel.Spec.Hosts) {
+		for _, h := range routing.NormalizeHosts(rel.Spec.Hosts) {
 			if ours[h] == nil {
 				ours[h] = &claim{key: s.key.String(), lost: true}
 			}
@@ -448,7 +448,7 @@ func (r *AppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		own := client.ObjectKey{Namespace: rel.Namespace, Name: rel.Spec.App}
 		out := []reconcile.Request{{NamespacedName: own}}
 		seen := map[client.ObjectKey]bool{own: true}
-		for _, h := range normalHosts(rel.Spec.Hosts) {
+		for _, h := range routing.NormalizeHosts(rel.Spec.Hosts) {
 			list := &v1alpha1.AppReleaseList{}
 			if err := mgr.GetClient().List(ctx, list, client.MatchingFields{hostIndex: h}, client.UnsafeDisableDeepCopy); err != nil {
 				continue

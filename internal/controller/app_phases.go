@@ -464,10 +464,8 @@ func (r *AppReconciler) releaseDrained(ctx context.Context, s *appScope) (ctrl.R
 	var errs []error
 	for _, name := range p.ReleaseFinalizers {
 		rel := s.releases[name]
-		patch := client.MergeFromWithOptions(rel.DeepCopy(), client.MergeFromWithOptimisticLock{})
-		controllerutil.RemoveFinalizer(rel, Finalizer)
-		if err := r.Patch(ctx, rel, patch); client.IgnoreNotFound(err) != nil {
-			errs = append(errs, fmt.Errorf("remove finalizer of AppRelease %s: %w", klog.KObj(rel), err))
+		if err := r.dropFinalizer(ctx, rel, "AppRelease"); err != nil {
+			errs = append(errs, err)
 			continue
 		}
 		r.Recorder.Eventf(rel, nil, corev1.EventTypeNormal, "Drained", "Delete",
@@ -488,10 +486,8 @@ func (r *AppReconciler) releaseDrained(ctx context.Context, s *appScope) (ctrl.R
 	}
 	for _, name := range p.DeploymentFinalizers {
 		d := s.deployments[name]
-		patch := client.MergeFromWithOptions(d.DeepCopy(), client.MergeFromWithOptimisticLock{})
-		controllerutil.RemoveFinalizer(d, Finalizer)
-		if err := r.Patch(ctx, d, patch); client.IgnoreNotFound(err) != nil {
-			errs = append(errs, fmt.Errorf("remove finalizer of Deployment %s: %w", klog.KObj(d), err))
+		if err := r.dropFinalizer(ctx, d, "Deployment"); err != nil {
+			errs = append(errs, err)
 			continue
 		}
 		log.Info("Released a drained Deployment", "deployment", klog.KObj(d))
@@ -500,6 +496,17 @@ func (r *AppReconciler) releaseDrained(ctx context.Context, s *appScope) (ctrl.R
 		delete(s.releases, name) // gone: no status to write
 	}
 	return ctrl.Result{RequeueAfter: p.Next}, kerrors.NewAggregate(errs)
+}
+
+// dropFinalizer removes Switchyard's drain finalizer from obj (of kind, for
+// the error), by a patch that fails if obj changed since it was read.
+func (r *AppReconciler) dropFinalizer(ctx context.Context, obj client.Object, kind string) error {
+	patch := client.MergeFromWithOptions(obj.DeepCopyObject().(client.Object), client.MergeFromWithOptimisticLock{})
+	controllerutil.RemoveFinalizer(obj, Finalizer)
+	if err := r.Patch(ctx, obj, patch); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("remove finalizer of %s %s: %w", kind, klog.KObj(obj), err)
+	}
+	return nil
 }
 
 // pruneSuperseded deletes superseded releases (with --prune-superseded) once

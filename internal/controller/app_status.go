@@ -24,6 +24,7 @@ import (
 // with an event for every change of phase or refusal.
 func (r *AppReconciler) patchStatuses(ctx context.Context, s *appScope) error {
 	var errs []error
+	referenced := referencedSubsets(s)
 	for _, name := range sortedNames(s.releases) {
 		rel := s.releases[name]
 		if rel.Status.Phase == "" && rel.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(rel, Finalizer) {
@@ -31,7 +32,7 @@ func (r *AppReconciler) patchStatuses(ctx context.Context, s *appScope) error {
 			// finalizer): its first status waits for that, rather than race it.
 			continue
 		}
-		want := r.desiredStatus(s, rel)
+		want := r.desiredStatus(s, rel, referenced)
 		var drainingSince *metav1.Time
 		if t, ok := s.drains[routing.SubsetName(name)]; ok {
 			drainingSince = &metav1.Time{Time: t}
@@ -67,7 +68,8 @@ func (r *AppReconciler) patchStatuses(ctx context.Context, s *appScope) error {
 // desiredStatus is the status a release's outcome calls for, with what the
 // decision cannot know laid over it: a foreign object, a refused Deployment, a
 // rollout not finished, a refused or failed write of the app's objects.
-func (r *AppReconciler) desiredStatus(s *appScope, rel *v1alpha1.AppRelease) *v1alpha1.AppReleaseStatus {
+// referenced are the subsets the app's objects name, as last read or written.
+func (r *AppReconciler) desiredStatus(s *appScope, rel *v1alpha1.AppRelease, referenced map[string]bool) *v1alpha1.AppReleaseStatus {
 	name := rel.Name
 	o := s.decision.Outcomes[name]
 	want := rel.Status.DeepCopy()
@@ -76,7 +78,7 @@ func (r *AppReconciler) desiredStatus(s *appScope, rel *v1alpha1.AppRelease) *v1
 		want.ObservedGeneration = rel.Generation
 		return want
 	}
-	if o.Phase == v1alpha1.PhaseSuperseded && referencedSubsets(s)[routing.SubsetName(name)] {
+	if o.Phase == v1alpha1.PhaseSuperseded && referenced[routing.SubsetName(name)] {
 		// Its route or subset has not left the app's objects yet (the drain
 		// delay): Superseded, which lets its Deployment go, waits.
 		return want

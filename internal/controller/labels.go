@@ -7,7 +7,6 @@ package controller
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -80,18 +79,8 @@ func SetupIndexes(ctx context.Context, mgr manager.Manager) error {
 		return err
 	}
 	return mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.AppRelease{}, hostIndex, func(o client.Object) []string {
-		return normalHosts(o.(*v1alpha1.AppRelease).Spec.Hosts)
+		return routing.NormalizeHosts(o.(*v1alpha1.AppRelease).Spec.Hosts)
 	})
-}
-
-// normalHosts are hosts as routing compares them: lower case, without a
-// trailing dot.
-func normalHosts(hosts []string) []string {
-	out := make([]string, 0, len(hosts))
-	for _, h := range hosts {
-		out = append(out, strings.ToLower(strings.TrimSuffix(h, ".")))
-	}
-	return out
 }
 
 // managedLabels are the labels of every shared object of an app.

@@ -310,14 +310,14 @@ func decideHosts(envs []string, byEnv map[string][]Release, cur Current, out map
 	source := map[string]string{}
 	for _, env := range envs {
 		src := hostSource(byEnv[env], out)
-		asked[env] = normalizeHosts(src.Hosts)
+		asked[env] = NormalizeHosts(src.Hosts)
 		source[env] = src.Name
 		for _, r := range byEnv[env] {
 			// A release without hosts takes its environment's.
-			if o := out[r.Name]; o.Phase != v1alpha1.PhaseSuperseded && len(r.Hosts) > 0 && !slices.Equal(normalizeHosts(r.Hosts), asked[env]) {
+			if o := out[r.Name]; o.Phase != v1alpha1.PhaseSuperseded && len(r.Hosts) > 0 && !slices.Equal(NormalizeHosts(r.Hosts), asked[env]) {
 				out[r.Name] = conflict(o, v1alpha1.ReasonHostsConflict, fmt.Sprintf(
 					"environment %s is served at [%s], as its newest routed stable release %s asks; this release asks for [%s]",
-					env, strings.Join(asked[env], ", "), src.Name, strings.Join(normalizeHosts(r.Hosts), ", ")))
+					env, strings.Join(asked[env], ", "), src.Name, strings.Join(NormalizeHosts(r.Hosts), ", ")))
 			}
 		}
 	}
@@ -345,7 +345,7 @@ func decideHosts(envs []string, byEnv map[string][]Release, cur Current, out map
 		for _, h := range asked[env] {
 			if holder, ok := cur.HeldElsewhere[h]; ok {
 				for _, r := range byEnv[env] {
-					if slices.Contains(normalizeHosts(r.Hosts), h) && out[r.Name].Phase != v1alpha1.PhaseSuperseded {
+					if slices.Contains(NormalizeHosts(r.Hosts), h) && out[r.Name].Phase != v1alpha1.PhaseSuperseded {
 						out[r.Name] = conflict(out[r.Name], v1alpha1.ReasonHostsConflict, fmt.Sprintf(
 							"host %s belongs to %s; environment %s is not served there", h, holder, env))
 					}
@@ -358,7 +358,7 @@ func decideHosts(envs []string, byEnv map[string][]Release, cur Current, out map
 					why = "which serves it now"
 				}
 				for _, r := range byEnv[env] {
-					if slices.Contains(normalizeHosts(r.Hosts), h) && out[r.Name].Phase != v1alpha1.PhaseSuperseded {
+					if slices.Contains(NormalizeHosts(r.Hosts), h) && out[r.Name].Phase != v1alpha1.PhaseSuperseded {
 						out[r.Name] = conflict(out[r.Name], v1alpha1.ReasonHostsConflict, fmt.Sprintf(
 							"host %s belongs to environment %s, %s; environment %s is not served there", h, prev, why, env))
 					}
@@ -505,7 +505,9 @@ func newestFirst(rs []Release) []Release {
 	return out
 }
 
-func normalizeHosts(hosts []string) []string {
+// NormalizeHosts are hosts as routing compares them: lower case, without a
+// trailing dot, sorted, each once.
+func NormalizeHosts(hosts []string) []string {
 	out := make([]string, 0, len(hosts))
 	for _, h := range hosts {
 		out = append(out, strings.ToLower(strings.TrimSuffix(h, ".")))
