@@ -51,4 +51,14 @@ const (
 // environment a-b with branch c and environment a with branch b-c collided).
 func envRouteName(env string) string            { return envRoutePrefix + env }
 func branchRouteName(env, branch string) string { return branchRoutePrefix + env + "." + branch }
-func meshBranchRouteName(branch string) string  { return "mesh-branch-" + branch }
+
+// meshBranchRouteName, meshCallerRouteName and meshRouteName name an
+// environment's rules inside the mesh: a branch selected by header or
+// baggage, a branch selected by its calling pod's labels, the split.
+func meshBranchRouteName(env, branch string) string { return "mesh-branch-" + env + "." + branch }
+func meshCallerRouteName(env, branch string) string { return "mesh-caller-" + env + "." + branch }
+func meshRouteName(env string) string               { return "mesh-" + env }
+
+// MeshUnservedRoute names the rule that answers the mesh's callers 503 when
+// the app has no release of their environment or of the mesh environment.
+const MeshUnservedRoute = "mesh-unserved"

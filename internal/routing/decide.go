@@ -90,7 +90,6 @@ func DecideFrom(releases []Release, cur Current, opts Options) Decision {
 	slices.SortFunc(d.Subsets, func(a, b Destination) int { return strings.Compare(a.Subset, b.Subset) })
 	enforceRouteBudget(byEnv, hosts, splits, branches, cur, opts, d.Outcomes)
 	d.Routes = makeRoutes(envs, hosts, splits, branches, opts)
-	markUnreachable(d, byEnv, hosts, opts)
 	return d
 }
 
@@ -119,15 +118,21 @@ func enforceRouteBudget(byEnv map[string][]Release, hosts map[string][]string, s
 			created[r.Name] = r
 		}
 	}
+	// An environment's split is one rule at the gateway (when it has hosts)
+	// and one in the mesh; a branch one at the gateway and two in the mesh
+	// (by header or baggage, by the calling pod's label): see makeRoutes.
 	for env, split := range splits {
 		if len(split) > 0 {
-			used += boolInt(len(hosts[env]) > 0) + boolInt(env == opts.MeshEnvironment)
+			used += boolInt(len(hosts[env]) > 0) + 1
 		}
+	}
+	if len(splits[opts.MeshEnvironment]) == 0 {
+		used++ // MeshUnservedRoute
 	}
 	for env, heads := range branches {
 		for _, h := range heads {
-			cost := boolInt(len(hosts[env]) > 0) + boolInt(env == opts.MeshEnvironment)
-			served := cur.Routes[branchRouteName(env, h.Branch)] || cur.Routes[meshBranchRouteName(h.Branch)] && env == opts.MeshEnvironment
+			cost := boolInt(len(hosts[env]) > 0) + 2
+			served := cur.Routes[branchRouteName(env, h.Branch)] || cur.Routes[meshBranchRouteName(env, h.Branch)]
 			cands = append(cands, candidate{env: env, head: h, cost: cost, rel: created[h.Release], served: served})
 		}
 	}
@@ -396,24 +401,6 @@ func hostSource(rs []Release, out map[string]Outcome) Release {
 		}
 	}
 	return rs[0]
-}
-
-// markUnreachable tells the releases of environments that no request can reach
-// (no hosts, and not the mesh environment) why they are not Ready.
-func markUnreachable(d Decision, byEnv map[string][]Release, hosts map[string][]string, opts Options) {
-	for env, rs := range byEnv {
-		if len(hosts[env]) > 0 || env == opts.MeshEnvironment {
-			continue
-		}
-		for _, r := range rs {
-			o := d.Outcomes[r.Name]
-			if o.Phase == v1alpha1.PhaseLive && o.Ready {
-				d.Outcomes[r.Name] = conflict(o, v1alpha1.ReasonNoHosts, fmt.Sprintf(
-					"environment %s has no hosts of its own and is not the mesh environment (%s): no request reaches it",
-					env, opts.MeshEnvironment))
-			}
-		}
-	}
 }
 
 // conflict marks an outcome as not routed as asked, keeping its phase and weight.

@@ -181,7 +181,7 @@ func TestDecideOutcomes(t *testing.T) {
 		},
 		{
 			name: "beyond the route budget the newest branch waits, saying why",
-			max:  6, // in the mesh environment a branch costs two routes: gateway and mesh
+			max:  8, // splits cost two routes (gateway, mesh), a branch three (gateway; mesh by header, by caller)
 			releases: []routing.Release{release("v1", 0), release("a", 1, branch("a")), release("b", 2, branch("b")),
 				release("c", 3, branch("c"))},
 			want: map[string]string{"v1": "Live 100", "a": "Live 100", "b": "Live 100", "c": "Failed 0 RouteBudgetExceeded"},
@@ -204,9 +204,9 @@ func TestDecideOutcomes(t *testing.T) {
 			want: map[string]string{"s1": "Live 100", "jp12": "Live 100"},
 		},
 		{
-			name:     "an environment with no hosts that is not the mesh's is unreachable",
+			name:     "an environment with no hosts is routed for its own callers in the mesh",
 			releases: []routing.Release{release("s1", 1, env("staging"))},
-			want:     map[string]string{"s1": "Live 100 NoHosts"},
+			want:     map[string]string{"s1": "Live 100"},
 		},
 	}
 	for _, tc := range cases {
@@ -303,7 +303,7 @@ func TestDecideFromKeepsIncumbents(t *testing.T) {
 	})
 	t.Run("a served branch keeps its slot when a newer build of it comes up", func(t *testing.T) {
 		o := opts
-		o.MaxRoutes = 2 // staging's split and one branch
+		o.MaxRoutes = 6 // staging's split (2 routes), one branch (3), the mesh's unserved rule (1)
 		st := env("staging", "staging.shop.example.com")
 		rs := []routing.Release{release("s1", 0, st), release("a-1", 1, st, branch("a")), release("b-1", 2, st, branch("b"))}
 		d := routing.DecideFrom(rs, routing.Current{}, o)
@@ -355,7 +355,12 @@ func TestClusterDomain(t *testing.T) {
 	if dr.Host != svc || vs.Http[0].Route[0].Destination.Host != svc || vs.Hosts[len(vs.Hosts)-1] != svc {
 		t.Errorf("DestinationRule host %s, destination %s, hosts %v", dr.Host, vs.Http[0].Route[0].Destination.Host, vs.Hosts)
 	}
-	mesh := vs.Http[len(vs.Http)-1].Match[0].Authority.GetRegex()
+	var mesh string
+	for _, h := range vs.Http {
+		if h.Name == "mesh-production" {
+			mesh = h.Match[0].Authority.GetRegex()
+		}
+	}
 	for _, name := range []string{"shop", "shop.shop", "shop.shop.svc", svc} {
 		if !regexp.MustCompile("^" + mesh + "$").MatchString(name) {
 			t.Errorf("mesh rule %q does not match %s", mesh, name)

@@ -18,6 +18,9 @@ type Request struct {
 	Host string
 	// Headers are the request's headers, by lower-case name.
 	Headers map[string]string
+	// SourceLabels are the labels of the calling pod (Mesh only); nil: a pod
+	// without labels.
+	SourceLabels map[string]string
 }
 
 // RuleVerdict says whether one rule of a VirtualService matched a request and why not.
@@ -40,10 +43,15 @@ type Explanation struct {
 
 // Explain walks a VirtualService's HTTP rules in order, as Envoy does, and
 // tells which one serves the request: the first whose match conditions (any
-// one of them, each with all its fields) hold.
+// one of them, each with all its fields) hold. Rules that Istio leaves out of
+// the proxy's configuration (bound to other gateways, or for callers with
+// other labels) are not walked, as Envoy never sees them.
 func Explain(vs *networking.VirtualService, gateway string, req Request) Explanation {
 	var ex Explanation
 	for i, h := range vs.GetHttp() {
+		if !inProxy(h, gateway, req) {
+			continue
+		}
 		name := h.GetName()
 		if name == "" {
 			name = fmt.Sprintf("rule %d", i)
@@ -83,19 +91,55 @@ func matchHTTP(h *networking.HTTPRoute, gateway string, req Request) string {
 	return strings.Join(uniq(whys), "; ")
 }
 
-func matchOne(m *networking.HTTPMatchRequest, gateway string, req Request) string {
+// inProxy: Istio keeps the rule in the configuration of the proxy the
+// request passes (a rule without matches, or with one matchOne does not
+// rule out by gateway or source labels).
+func inProxy(h *networking.HTTPRoute, gateway string, req Request) bool {
+	if len(h.GetMatch()) == 0 {
+		return true
+	}
+	for _, m := range h.GetMatch() {
+		if sourceMatch(m, gateway, req) == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// sourceMatch follows Istio's sourceMatchHTTP: a match that names gateways
+// holds at those; one that does not holds at every gateway of the
+// VirtualService, but only for a proxy whose pod carries its sourceLabels (a
+// gateway's pods carry none of Switchyard's). "" when it holds, else why not.
+func sourceMatch(m *networking.HTTPMatchRequest, gateway string, req Request) string {
 	if gws := m.GetGateways(); len(gws) > 0 {
 		want := gateway
 		if req.Mesh {
 			want = MeshGateway
 		}
-		found := false
 		for _, g := range gws {
-			found = found || g == want
+			if g == want {
+				return ""
+			}
 		}
-		if !found {
-			return fmt.Sprintf("only for %s", strings.Join(gws, ", "))
+		return fmt.Sprintf("only for %s", strings.Join(gws, ", "))
+	}
+	sl := m.GetSourceLabels()
+	keys := sortedKeys(sl)
+	for _, k := range keys {
+		if v, ok := req.SourceLabels[k]; !req.Mesh || !ok || v != sl[k] {
+			want := make([]string, len(keys))
+			for i, k := range keys {
+				want[i] = k + "=" + sl[k]
+			}
+			return "only for callers labelled " + strings.Join(want, ",")
 		}
+	}
+	return ""
+}
+
+func matchOne(m *networking.HTTPMatchRequest, gateway string, req Request) string {
+	if why := sourceMatch(m, gateway, req); why != "" {
+		return why
 	}
 	if a := m.GetAuthority(); a != nil && !stringMatches(a, req.Host) {
 		return fmt.Sprintf("host %q is not %s", req.Host, describe(a))

@@ -52,7 +52,7 @@ func TestGolden(t *testing.T) {
 			// Switchyard's own explanation serves each request as the scenario says.
 			vs := routing.MakeVirtualService("shop", "shop", d, routingtest.Options)
 			for _, req := range sc.Requests {
-				ex := routing.Explain(vs, routingtest.Options.Gateway, routing.Request{Mesh: req.Mesh, Host: req.Host, Headers: req.Headers})
+				ex := routing.Explain(vs, routingtest.Options.Gateway, routing.Request{Mesh: req.Mesh, Host: req.Host, Headers: req.Headers, SourceLabels: req.From})
 				got := map[string]int32{}
 				for _, dst := range ex.Split {
 					got[dst.Subset] = dst.Weight

@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"fmt"
 	"regexp"
 	"slices"
 	"strings"
@@ -14,15 +15,60 @@ const ServicePort = 80
 // VersionLabel is the pod label a release's subset selects.
 const VersionLabel = "version"
 
-// makeRoutes lays out the routing table: every environment's branch routes,
-// then every environment's host split, then the mesh's branches and split.
+// EnvironmentLabel and BranchLabel are the pod labels that name a calling
+// pod's environment and branch: Switchyard puts them on the pods it runs,
+// and any other pod (a job, another team's workload) may carry them to be
+// served as that environment's (and branch's) caller inside the mesh.
+const (
+	EnvironmentLabel = "switchyard.dev/environment"
+	BranchLabel      = "switchyard.dev/branch"
+)
+
+// BaggageHeader is the W3C baggage header (w3.org/TR/baggage).
+const BaggageHeader = "baggage"
+
+// CallerLabels are the labels of a pod of a release of environment env and
+// branch ("" for none): what the app's mesh rules select callers by.
+func CallerLabels(env, branch string) map[string]string {
+	l := map[string]string{EnvironmentLabel: env}
+	if branch != "" {
+		l[BranchLabel] = branch
+	}
+	return l
+}
+
+// makeRoutes lays out the routing table. Inside the mesh first: each
+// environment's own callers (by their pods' labels), then every other caller
+// (the mesh environment's). Then, at the ingress gateway (and for a pod that
+// calls an environment's host), every environment's branch rules, then every
+// environment's host split.
+//
+// The mesh rules come first because they cost the gateway nothing: Istio
+// drops, per proxy, every rule whose sourceLabels its pod does not carry or
+// which is bound to a gateway it is not, so a gateway walks none of them and
+// a sidecar walks only its own environment's and the default ones, instead
+// of every host rule before them.
 func makeRoutes(envs []string, hosts map[string][]string, splits map[string][]Destination,
 	branches map[string][]branchHead, opts Options) []Route {
-	n := 2*len(envs) + len(branches[opts.MeshEnvironment]) + 1
+	n := 0
 	for _, env := range envs {
-		n += len(branches[env])
+		n += 2 + 3*len(branches[env])
 	}
 	routes := make([]Route, 0, n)
+	mesh := opts.MeshEnvironment
+	for _, env := range envs {
+		if env != mesh {
+			routes = appendMeshRoutes(routes, env, env, splits[env], branches[env])
+		}
+	}
+	routes = appendMeshRoutes(routes, mesh, "", splits[mesh], branches[mesh])
+	if len(splits[mesh]) == 0 && len(envs) > 0 {
+		// Without it, a caller no rule is for would be sent, by Istio, to
+		// the app's Service as a whole, every environment's and branch's pods
+		// (or, when the environments have hosts, answered 404): production
+		// traffic must never reach a staging build.
+		routes = append(routes, Route{Name: MeshUnservedRoute, Gateway: MeshGateway, Environment: mesh})
+	}
 	for _, env := range envs {
 		if len(hosts[env]) == 0 {
 			continue
@@ -39,13 +85,27 @@ func makeRoutes(envs []string, hosts map[string][]string, splits map[string][]De
 		routes = append(routes, Route{Name: envRouteName(env), Gateway: opts.Gateway, Hosts: hosts[env],
 			Environment: env, Destinations: splits[env]})
 	}
-	mesh := opts.MeshEnvironment
-	for _, b := range branches[mesh] {
-		routes = append(routes, Route{Name: meshBranchRouteName(b.Branch), Gateway: MeshGateway, Branch: b.Branch,
-			Environment: mesh, Destinations: []Destination{b.Destination}})
+	return routes
+}
+
+// appendMeshRoutes appends an environment's rules for calls to the app's
+// Service from callers of environment source ("": any caller): its branches
+// by header or baggage, then its branches by the calling pod's branch label
+// (a header names a branch explicitly, so it wins over the caller's own), then
+// its split. A caller whose environment has no split here falls through to
+// the rules after these.
+func appendMeshRoutes(routes []Route, env, source string, split []Destination, heads []branchHead) []Route {
+	for _, b := range heads {
+		routes = append(routes, Route{Name: meshBranchRouteName(env, b.Branch), Gateway: MeshGateway, Branch: b.Branch,
+			Environment: env, SourceEnvironment: source, Destinations: []Destination{b.Destination}})
 	}
-	if len(splits[mesh]) > 0 {
-		routes = append(routes, Route{Name: "mesh-" + mesh, Gateway: MeshGateway, Environment: mesh, Destinations: splits[mesh]})
+	for _, b := range heads {
+		routes = append(routes, Route{Name: meshCallerRouteName(env, b.Branch), Gateway: MeshGateway, Environment: env,
+			SourceEnvironment: env, SourceBranch: b.Branch, Destinations: []Destination{b.Destination}})
+	}
+	if len(split) > 0 {
+		routes = append(routes, Route{Name: meshRouteName(env), Gateway: MeshGateway, Environment: env,
+			SourceEnvironment: source, Destinations: split})
 	}
 	return routes
 }
@@ -122,32 +182,77 @@ func makeHTTPRoute(svc string, r Route, opts Options, patterns map[string]*netwo
 	route := &networking.HTTPRoute{Name: r.Name}
 	if r.Gateway == MeshGateway {
 		// Only requests to the app's Service itself: a sidecar also intercepts
-		// the environments' hosts, which the host rules above serve.
-		route.Match = append(route.Match, withBranch(&networking.HTTPMatchRequest{
-			Gateways: []string{MeshGateway}, Authority: pattern(patterns, serviceNames(svc)...),
-		}, r.Branch, opts))
+		// the environments' hosts, which the host rules serve.
+		authority := pattern(patterns, serviceNames(svc)...)
+		route.Match = branchMatches(route.Match, func() *networking.HTTPMatchRequest {
+			m := &networking.HTTPMatchRequest{Authority: authority}
+			if r.SourceEnvironment != "" {
+				// No gateways on this match: Istio ignores sourceLabels on a
+				// match that names gateways. A gateway's pods never carry
+				// these labels, so the gateway drops the match all the same.
+				m.SourceLabels = CallerLabels(r.SourceEnvironment, r.SourceBranch)
+			} else {
+				m.Gateways = []string{MeshGateway}
+			}
+			return m
+		}, r.Branch, opts)
 	} else {
 		// No gateway binding: a host rule serves its hosts wherever a request
 		// for them arrives, at the ingress gateway or (when the VirtualService
 		// is bound to the mesh) at a sidecar.
 		for _, h := range r.Hosts {
-			route.Match = append(route.Match, withBranch(&networking.HTTPMatchRequest{Authority: pattern(patterns, h)}, r.Branch, opts))
+			route.Match = branchMatches(route.Match, func() *networking.HTTPMatchRequest {
+				return &networking.HTTPMatchRequest{Authority: pattern(patterns, h)}
+			}, r.Branch, opts)
 		}
 	}
+	if len(r.Destinations) == 0 {
+		route.DirectResponse = &networking.HTTPDirectResponse{Status: 503, Body: &networking.HTTPBody{
+			Specifier: &networking.HTTPBody_String_{String_: fmt.Sprintf(
+				"no release of %s serves this caller: it has no release of the caller's environment, nor of %s, the mesh environment\n",
+				svc, opts.MeshEnvironment)}}}
+	}
 	for _, d := range r.Destinations {
-		route.Route = append(route.Route, &networking.HTTPRouteDestination{
+		dst := &networking.HTTPRouteDestination{
 			Destination: &networking.Destination{Host: svc, Subset: d.Subset, Port: &networking.PortSelector{Number: ServicePort}},
 			Weight:      d.Weight,
-		})
+		}
+		if opts.ServedByHeader != "" {
+			dst.Headers = &networking.Headers{Response: &networking.Headers_HeaderOperations{
+				Set: map[string]string{opts.ServedByHeader: d.Release}}}
+		}
+		route.Route = append(route.Route, dst)
 	}
 	return route
 }
 
-func withBranch(m *networking.HTTPMatchRequest, branch string, opts Options) *networking.HTTPMatchRequest {
-	if branch != "" {
-		m.Headers = map[string]*networking.StringMatch{opts.BranchHeader: exact(branch)}
+// branchMatches appends the matches base makes for a branch: by the branch
+// header, and by the branch's baggage member when opts.BaggageKey is set;
+// one of base when branch is empty.
+func branchMatches(ms []*networking.HTTPMatchRequest, base func() *networking.HTTPMatchRequest, branch string, opts Options) []*networking.HTTPMatchRequest {
+	if branch == "" {
+		return append(ms, base())
 	}
+	ms = append(ms, withBranch(base(), branch, opts))
+	if opts.BaggageKey != "" {
+		m := base()
+		m.Headers = map[string]*networking.StringMatch{BaggageHeader: regex(baggagePattern(opts.BaggageKey, branch))}
+		ms = append(ms, m)
+	}
+	return ms
+}
+
+func withBranch(m *networking.HTTPMatchRequest, branch string, opts Options) *networking.HTTPMatchRequest {
+	m.Headers = map[string]*networking.StringMatch{opts.BranchHeader: exact(branch)}
 	return m
+}
+
+// baggagePattern matches a W3C baggage header holding the member key=value:
+// members are separated by commas, each "key=value" with optional white
+// space around its parts and ";"-separated properties after it. Envoy matches
+// the whole header value (several baggage headers are joined by commas).
+func baggagePattern(key, value string) string {
+	return `(.*,)?[ \t]*` + regexp.QuoteMeta(key) + `[ \t]*=[ \t]*` + regexp.QuoteMeta(value) + `[ \t]*([;,].*)?`
 }
 
 // serviceNames are the names a pod in the mesh calls the app's Service by:

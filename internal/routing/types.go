@@ -24,8 +24,19 @@ type Options struct {
 	BranchHeader string
 	// Gateway is the ingress gateway ("namespace/name") the environments' hosts are served at.
 	Gateway string
-	// MeshEnvironment is the environment that traffic inside the mesh gets.
+	// BaggageKey is the W3C baggage member (RFC: w3.org/TR/baggage) whose
+	// value selects a feature branch inside the mesh, as the branch header
+	// does: OpenTelemetry SDKs propagate baggage from call to call without
+	// code in the app. Empty: baggage is not read.
+	BaggageKey string
+	// MeshEnvironment is the environment that traffic inside the mesh gets
+	// from callers of no environment the app has: pods without an
+	// EnvironmentLabel, or labelled with an environment the app lacks.
 	MeshEnvironment string
+	// ServedByHeader names a response header set to the name of the
+	// AppRelease that served the request, so a tester sees where a request
+	// went. Empty: no header.
+	ServedByHeader string
 	// KeepPrevious is how many previous stable releases of an environment are
 	// kept as Standby rollback targets.
 	KeepPrevious int
@@ -109,11 +120,18 @@ type Route struct {
 	Gateway string
 	// Hosts the rule matches (the Host header); empty matches any host of the app's Service (mesh).
 	Hosts []string
-	// Branch is the branch header value the rule matches; empty matches any request.
+	// Branch is the branch header (or baggage member) value the rule matches;
+	// empty matches any request.
 	Branch string
+	// SourceEnvironment and SourceBranch are the EnvironmentLabel and
+	// BranchLabel a calling pod must carry for a mesh rule to apply (Istio's
+	// sourceLabels, evaluated per sidecar); empty SourceEnvironment: any caller.
+	SourceEnvironment string
+	SourceBranch      string
 	// Environment the rule serves.
 	Environment string
-	// Destinations with their weights, summing to 100, in subset order.
+	// Destinations with their weights, summing to 100, in subset order; none
+	// for the mesh's unserved rule, which answers 503 (see makeRoutes).
 	Destinations []Destination
 }
 

@@ -20,7 +20,13 @@ func TestScenariosServedByIstio(t *testing.T) {
 			if err := Validate("shop", "shop", vs, dr); err != nil {
 				t.Fatal(err)
 			}
-			j, err := NewJudge("shop", "shop", vs, dr)
+			var callers []Caller
+			for _, req := range sc.Requests {
+				if req.From != nil {
+					callers = append(callers, Caller{Labels: req.From})
+				}
+			}
+			j, err := NewJudge("shop", "shop", vs, dr, callers...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -30,6 +36,9 @@ func TestScenariosServedByIstio(t *testing.T) {
 					via = Mesh
 				}
 				got, err := j.Serve(via, req.Host, req.Headers)
+				if req.From != nil {
+					got, err = j.ServeFrom(Caller{Labels: req.From}, req.Host, req.Headers)
+				}
 				switch {
 				case len(req.Want) == 0 && err == nil && len(got) > 0:
 					t.Errorf("%s: served %v, want not routed to the app", req, got)

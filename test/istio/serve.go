@@ -15,6 +15,7 @@ import (
 	"time"
 	"unsafe"
 
+	core3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcher "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
@@ -78,6 +79,25 @@ var (
 	ErrNotApp = errors.New("not forwarded to the app's Service")
 )
 
+// Caller is a pod that calls the app from inside the mesh: the judge builds
+// its sidecar's routes for its namespace and labels, as istiod does (a rule's
+// sourceLabels hold for a pod that carries them all).
+type Caller struct {
+	// Namespace is the pod's namespace; "" is the app's.
+	Namespace string
+	// Labels are the pod's labels.
+	Labels map[string]string
+}
+
+func (c Caller) String() string {
+	keys := slices.Sorted(maps.Keys(c.Labels))
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + c.Labels[k]
+	}
+	return c.Namespace + "{" + strings.Join(parts, ",") + "}"
+}
+
 // Judge answers which subsets of an app serve a request, by the Envoy route
 // configuration istiod's own generator builds from the app's VirtualService and
 // DestinationRule, for the ingress gateway and for a sidecar of the mesh.
@@ -88,6 +108,9 @@ type Judge struct {
 	namespace, app string
 	// routes by Via: the route configuration the request's listener names (RDS).
 	routes map[Via]*route.RouteConfiguration
+	// callers: each caller's sidecar's route configuration, by Caller.String
+	// with the namespace filled in.
+	callers map[string]*route.RouteConfiguration
 }
 
 // NewJudge generates the Envoy configuration of an app whose Service is
@@ -96,12 +119,17 @@ type Judge struct {
 // The world around them is the IngressGateway's Gateway (in istio-system, for
 // every host on port 80) and the app's Service, as a ServiceEntry.
 //
+// Besides the gateway and the two unlabelled sidecars (Mesh, MeshElsewhere),
+// it builds the sidecar of each caller given and of a pod carrying each set
+// of sourceLabels the VirtualService names (in the app's namespace), for
+// ExplainFrom and CheckRoutes.
+//
 // It needs no testing.T: istio's fake config generator runs under test.Wrap,
 // whose failures come back as the error, so a Ginkgo suite can call it too.
 // It takes some 16 ms (the first call about 100 ms). The first call turns
 // istiod's loggers off: they report every controller's sync, and its stop
 // as errors; a failure to generate comes back as the error.
-func NewJudge(namespace, app string, vs *networking.VirtualService, dr *networking.DestinationRule) (*Judge, error) {
+func NewJudge(namespace, app string, vs *networking.VirtualService, dr *networking.DestinationRule, callers ...Caller) (*Judge, error) {
 	quietOnce.Do(quiet)
 	gwNamespace, gwName, _ := strings.Cut(IngressGateway, "/")
 	now := time.Now()
@@ -131,7 +159,23 @@ func NewJudge(namespace, app string, vs *networking.VirtualService, dr *networki
 		configs = append(configs, config.Config{Meta: meta(gvk.DestinationRule, namespace, app), Spec: proto.Clone(dr)})
 	}
 
-	j := &Judge{namespace: namespace, app: app, routes: map[Via]*route.RouteConfiguration{}}
+	for _, h := range vs.GetHttp() {
+		for _, m := range h.GetMatch() {
+			if len(m.GetSourceLabels()) > 0 {
+				callers = append(callers, Caller{Labels: m.GetSourceLabels()})
+			}
+		}
+	}
+	byKey := map[string]Caller{}
+	for _, c := range callers {
+		if c.Namespace == "" {
+			c.Namespace = namespace
+		}
+		byKey[c.String()] = c
+	}
+
+	j := &Judge{namespace: namespace, app: app, routes: map[Via]*route.RouteConfiguration{},
+		callers: map[string]*route.RouteConfiguration{}}
 	err := test.Wrap(func(t test.Failer) {
 		cg := core.NewConfigGenTest(t, core.TestOptions{Configs: configs})
 		labels := map[string]string{"istio": "ingressgateway"}
@@ -152,6 +196,19 @@ func NewJudge(namespace, app string, vs *networking.VirtualService, dr *networki
 			}
 			if j.routes[via] == nil {
 				t.Fatalf("the %v proxy has no route configuration %q, only %q", via, want, names)
+			}
+		}
+		for key, c := range byKey {
+			p := cg.SetupProxy(&model.Proxy{ConfigNamespace: c.Namespace, Labels: c.Labels,
+				Metadata: &model.NodeMetadata{Namespace: c.Namespace, Labels: c.Labels}})
+			want := RouteConfigName(Mesh)
+			for _, rc := range cg.Routes(p) {
+				if rc.GetName() == want {
+					j.callers[key] = rc
+				}
+			}
+			if j.callers[key] == nil {
+				t.Fatalf("the sidecar of caller %s has no route configuration %q", key, want)
 			}
 		}
 	})
@@ -218,6 +275,11 @@ type Served struct {
 	Subsets map[string]int32
 	// Clusters are the Envoy clusters and their weights as Envoy has them.
 	Clusters map[string]uint32
+	// Status is the status of a direct response (0 for a forwarded request).
+	Status uint32
+	// ResponseHeaders are the headers Envoy sets on the response, by subset:
+	// the route's own and the subset's cluster's.
+	ResponseHeaders map[string]map[string]string
 }
 
 // Serve says which subsets of the app serve a plain-HTTP GET / request to
@@ -248,6 +310,33 @@ func (j *Judge) Explain(via Via, host string, headers map[string]string) (Served
 	if rc == nil {
 		return Served{}, fmt.Errorf("no route configuration for %v", via)
 	}
+	return j.explain(via, rc, host, headers)
+}
+
+// ServeFrom is Serve for a request the caller's sidecar sends.
+func (j *Judge) ServeFrom(c Caller, host string, headers map[string]string) (map[string]int32, error) {
+	s, err := j.ExplainFrom(c, host, headers)
+	if s.Subsets == nil {
+		s.Subsets = map[string]int32{}
+	}
+	return s.Subsets, err
+}
+
+// ExplainFrom is Explain for a request the caller's sidecar sends. The
+// caller must have been given to NewJudge, or carry exactly a set of
+// sourceLabels the VirtualService names.
+func (j *Judge) ExplainFrom(c Caller, host string, headers map[string]string) (Served, error) {
+	if c.Namespace == "" {
+		c.Namespace = j.namespace
+	}
+	rc := j.callers[c.String()]
+	if rc == nil {
+		return Served{}, fmt.Errorf("no sidecar was built for caller %s", c)
+	}
+	return j.explain(Mesh, rc, host, headers)
+}
+
+func (j *Judge) explain(via Via, rc *route.RouteConfiguration, host string, headers map[string]string) (Served, error) {
 	req := map[string]string{}
 	for k, v := range headers {
 		req[strings.ToLower(k)] = v
@@ -271,16 +360,31 @@ func (j *Judge) Explain(via Via, host string, headers map[string]string) (Served
 	}
 	s.Route = r.GetName()
 	action := r.GetRoute()
+	s.Status = r.GetDirectResponse().GetStatus()
 	if action == nil {
 		return s, fmt.Errorf("%v, route %q is a %T: %w", via, r.GetName(), r.GetAction(), ErrNotApp)
 	}
 	s.Clusters = map[string]uint32{}
+	headersOf := map[string]map[string]string{}
+	addHeaders := func(cluster string, hs []*core3.HeaderValueOption) {
+		if headersOf[cluster] == nil {
+			headersOf[cluster] = map[string]string{}
+		}
+		for _, h := range r.GetResponseHeadersToAdd() {
+			headersOf[cluster][strings.ToLower(h.GetHeader().GetKey())] = h.GetHeader().GetValue()
+		}
+		for _, h := range hs {
+			headersOf[cluster][strings.ToLower(h.GetHeader().GetKey())] = h.GetHeader().GetValue()
+		}
+	}
 	switch {
 	case action.GetCluster() != "":
 		s.Clusters[action.GetCluster()] = 1
+		addHeaders(action.GetCluster(), nil)
 	case action.GetWeightedClusters() != nil:
 		for _, c := range action.GetWeightedClusters().GetClusters() {
 			s.Clusters[c.GetName()] += c.GetWeight().GetValue()
+			addHeaders(c.GetName(), c.GetResponseHeadersToAdd())
 		}
 	default:
 		return s, fmt.Errorf("%v, route %q picks its cluster by %T: %w", via, r.GetName(), action.GetClusterSpecifier(), ErrNotApp)
@@ -302,6 +406,12 @@ func (j *Judge) Explain(via Via, host string, headers map[string]string) (Served
 		}
 		if w > 0 {
 			s.Subsets[subset] += int32(math.Round(float64(w) * 100 / float64(total)))
+			if len(headersOf[name]) > 0 {
+				if s.ResponseHeaders == nil {
+					s.ResponseHeaders = map[string]map[string]string{}
+				}
+				s.ResponseHeaders[subset] = headersOf[name]
+			}
 		}
 	}
 	return s, nil
@@ -310,39 +420,70 @@ func (j *Judge) Explain(via Via, host string, headers map[string]string) (Served
 // CheckRoutes asks, for every route of a routing decision, a request made as
 // the route expects it: via its gateway (Gateway for IngressGateway, Mesh for
 // routing.MeshGateway), to each of its hosts (in the mesh, the app's Service
-// host), with the branch header when the route has a branch. Each must be
-// served by that route (by name), to exactly the route's destinations and
-// weights. It returns one error per request that is not.
-func (j *Judge) CheckRoutes(routes []routing.Route, branchHeader string) []error {
+// host), from a pod with the route's source labels, with the branch header
+// (and, apart, the branch's baggage member when opts.BaggageKey is set) when
+// the route has a branch. Each must be served by that route (by name), to
+// exactly the route's destinations and weights. It returns one error per
+// request that is not.
+func (j *Judge) CheckRoutes(routes []routing.Route, opts routing.Options) []error {
 	var errs []error
 	for _, r := range routes {
 		via, hosts := Gateway, r.Hosts
+		var caller *Caller
 		switch r.Gateway {
 		case routing.MeshGateway:
 			via, hosts = Mesh, []string{serviceHost(j.namespace, j.app)}
+			if r.SourceEnvironment != "" {
+				caller = &Caller{Labels: routing.CallerLabels(r.SourceEnvironment, r.SourceBranch)}
+			}
 		case IngressGateway:
 		default:
 			errs = append(errs, fmt.Errorf("route %s is bound to gateway %s; the judge has only %s and the mesh",
 				r.Name, r.Gateway, IngressGateway))
 			continue
 		}
-		var headers map[string]string
+		headerSets := []map[string]string{nil}
 		if r.Branch != "" {
-			headers = map[string]string{branchHeader: r.Branch}
+			headerSets = []map[string]string{{opts.BranchHeader: r.Branch}}
+			if opts.BaggageKey != "" {
+				headerSets = append(headerSets, map[string]string{routing.BaggageHeader: "tenant=7," + opts.BaggageKey + "=" + r.Branch})
+			}
 		}
 		want := map[string]int32{}
 		for _, d := range r.Destinations {
 			want[d.Subset] += d.Weight
 		}
-		for _, h := range hosts {
-			got, err := j.Explain(via, h, headers)
-			if err != nil || got.Route != r.Name || !maps.Equal(got.Subsets, want) {
-				errs = append(errs, fmt.Errorf("route %s: a request via %v to %s with headers %v is served %v by route %q (error: %v); want %v",
-					r.Name, via, h, headers, got.Subsets, got.Route, err, want))
+		for _, headers := range headerSets {
+			for _, h := range hosts {
+				got, err := j.Explain(via, h, headers)
+				from := ""
+				if caller != nil {
+					got, err = j.ExplainFrom(*caller, h, headers)
+					from = " from " + caller.String()
+				}
+				if len(r.Destinations) == 0 && errors.Is(err, ErrNotApp) && got.Route == r.Name && got.Status == 503 {
+					continue // the unserved rule answers 503
+				}
+				if err != nil || got.Route != r.Name || !maps.Equal(got.Subsets, want) {
+					errs = append(errs, fmt.Errorf("route %s: a request via %v%s to %s with headers %v is served %v by route %q (error: %v); want %v",
+						r.Name, via, from, h, headers, got.Subsets, got.Route, err, want))
+				}
 			}
 		}
 	}
 	return errs
+}
+
+// RouteCallers are the callers CheckRoutes asks from: a pod carrying each
+// mesh route's source labels, in the app's namespace.
+func RouteCallers(routes []routing.Route) []Caller {
+	var out []Caller
+	for _, r := range routes {
+		if r.Gateway == routing.MeshGateway && r.SourceEnvironment != "" {
+			out = append(out, Caller{Labels: routing.CallerLabels(r.SourceEnvironment, r.SourceBranch)})
+		}
+	}
+	return out
 }
 
 func serviceHost(namespace, app string) string {

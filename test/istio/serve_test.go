@@ -58,12 +58,15 @@ func judgeOf(t testing.TB, in []routing.Release) (*Judge, routing.Decision) {
 	if err := Validate(ns, app, vs, dr); err != nil {
 		t.Fatalf("Istio refuses the builder's output: %v", err)
 	}
-	j, err := NewJudge(ns, app, vs, dr)
+	j, err := NewJudge(ns, app, vs, dr, append(RouteCallers(d.Routes), qaCaller)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return j, d
 }
+
+// qaCaller is a pod of an environment no app of the tests has.
+var qaCaller = Caller{Labels: routing.CallerLabels("qa", "")}
 
 type request struct {
 	via     Via
@@ -185,7 +188,8 @@ func TestServeWhatIstioDoes(t *testing.T) {
 		req  request
 		want served
 	}{
-		"the mesh without a mesh environment": {request{Mesh, svcHost, nil}, served{"default", map[string]int32{"": 100}, nil}},
+		// Not the whole Service (Istio's fallback): no production caller reaches a staging build.
+		"the mesh without a mesh environment": {request{Mesh, svcHost, nil}, served{routing.MeshUnservedRoute, nil, ErrNotApp}},
 		"staging via the gateway":             {request{Gateway, stagingHost, nil}, served{"env-staging", map[string]int32{"shop-s1": 100}, nil}},
 	})
 
@@ -197,7 +201,7 @@ func TestServeWhatIstioDoes(t *testing.T) {
 		want served
 	}{
 		"a production branch in the mesh": {request{Mesh, svcHost, p7},
-			served{"mesh-branch-feature-p7", map[string]int32{"shop-p7": 100}, nil}},
+			served{"mesh-branch-production.feature-p7", map[string]int32{"shop-p7": 100}, nil}},
 		"a production branch header in the mesh, to the staging host, gets staging": {request{Mesh, stagingHost, p7},
 			served{"env-staging", map[string]int32{"shop-s1": 100}, nil}},
 		"a production branch on the staging host via the gateway": {request{Gateway, stagingHost, p7},
@@ -330,7 +334,7 @@ func checkEveryRouteIsServed(t *testing.T, data []byte) {
 		return
 	}
 	j, _ := judgeOf(t, in)
-	for _, err := range j.CheckRoutes(d.Routes, opts.BranchHeader) {
+	for _, err := range j.CheckRoutes(d.Routes, opts) {
 		t.Errorf("%v\nreleases: %+v", err, in)
 	}
 	checkExplainAgrees(t, j, routing.MakeVirtualService(ns, app, d, opts))
@@ -362,84 +366,135 @@ func checkExplainAgrees(t *testing.T, j *Judge, vs *networking.VirtualService) {
 	}
 	serviceNames := []string{svcHost, app, app + "." + ns}
 	meshBound := slices.Contains(vs.GetGateways(), routing.MeshGateway)
-	for _, via := range []Via{Gateway, Mesh} {
+	// Every caller the rules name, one they do not, an unlabelled sidecar and the gateway.
+	type source struct {
+		via    Via
+		caller *Caller
+	}
+	sources := []source{{Gateway, nil}, {Mesh, nil}, {Mesh, &qaCaller}}
+	seen := map[string]bool{}
+	for _, h := range vs.GetHttp() {
+		for _, m := range h.GetMatch() {
+			if c := (Caller{Labels: m.GetSourceLabels()}); len(c.Labels) > 0 && !seen[c.String()] {
+				seen[c.String()] = true
+				sources = append(sources, source{Mesh, &c})
+			}
+		}
+	}
+	for _, src := range sources {
+		via := src.via
 		for _, host := range hosts {
 			for _, b := range branches {
-				var headers map[string]string
-				if b != "" {
-					headers = map[string]string{opts.BranchHeader: b}
-				}
-				got, err := j.Explain(via, host, headers)
-				ex := routing.Explain(vs, opts.Gateway, routing.Request{Mesh: via == Mesh, Host: host, Headers: headers})
-				req := request{via, host, headers}
-				switch {
-				case via == Mesh && !meshBound:
-					if want := "allow_any"; slices.Contains(serviceNames, host) {
-						if want = "default"; got.Route != want || !maps.Equal(got.Subsets, map[string]int32{"": 100}) {
-							t.Errorf("%v: a VirtualService not bound to the mesh, yet served %v by %q (%v)", req, got.Subsets, got.Route, err)
+				for _, headers := range branchHeaders(b) {
+					got, err := j.Explain(via, host, headers)
+					var labels map[string]string
+					if src.caller != nil {
+						got, err = j.ExplainFrom(*src.caller, host, headers)
+						labels = src.caller.Labels
+					}
+					ex := routing.Explain(vs, opts.Gateway, routing.Request{Mesh: via == Mesh, Host: host, Headers: headers, SourceLabels: labels})
+					req := request{via, host, headers}
+					switch {
+					case via == Mesh && !meshBound:
+						if want := "allow_any"; slices.Contains(serviceNames, host) {
+							if want = "default"; got.Route != want || !maps.Equal(got.Subsets, map[string]int32{"": 100}) {
+								t.Errorf("%v: a VirtualService not bound to the mesh, yet served %v by %q (%v)", req, got.Subsets, got.Route, err)
+							}
+						} else if got.Route != want {
+							t.Errorf("%v: a host the sidecar does not know, yet served by %q (%v)", req, got.Route, err)
 						}
-					} else if got.Route != want {
-						t.Errorf("%v: a host the sidecar does not know, yet served by %q (%v)", req, got.Route, err)
+						continue
+					case via == Mesh && got.Route == "allow_any":
+						if slices.Contains(serviceNames, host) || slices.Contains(vs.GetHosts(), strings.ToLower(host)) {
+							t.Errorf("%v: the sidecar passes a host of the VirtualService through", req)
+						}
+						continue
 					}
-					continue
-				case via == Mesh && got.Route == "allow_any":
-					if slices.Contains(serviceNames, host) || slices.Contains(vs.GetHosts(), strings.ToLower(host)) {
-						t.Errorf("%v: the sidecar passes a host of the VirtualService through", req)
+					want := map[string]int32{}
+					for _, d := range ex.Split {
+						want[d.Subset] += d.Weight
 					}
-					continue
-				}
-				want := map[string]int32{}
-				for _, d := range ex.Split {
-					want[d.Subset] += d.Weight
-				}
-				if got.Route != ex.Rule || (ex.Rule != "" && !maps.Equal(got.Subsets, want)) || (ex.Rule == "" && err == nil) {
-					t.Errorf("%v: Istio serves %v by rule %q (%v); routing.Explain says %v by rule %q (%+v)",
-						req, got.Subsets, got.Route, err, want, ex.Rule, ex.Tried)
+					if got.Route != ex.Rule || (ex.Rule != "" && !maps.Equal(got.Subsets, want)) || (ex.Rule == "" && err == nil) {
+						t.Errorf("%v from %v: Istio serves %v by rule %q (%v); routing.Explain says %v by rule %q (%+v)",
+							req, src.caller, got.Subsets, got.Route, err, want, ex.Rule, ex.Tried)
+					}
 				}
 			}
 		}
 	}
 }
 
+// branchHeaders are the ways a request names branch b: none (b empty), by
+// the branch header, by a baggage member among others.
+func branchHeaders(b string) []map[string]string {
+	if b == "" {
+		return []map[string]string{nil}
+	}
+	return []map[string]string{{opts.BranchHeader: b}, {routing.BaggageHeader: "k=v, " + opts.BaggageKey + "=" + b + ";p=1"}}
+}
+
+func ruleIndex(vs *networking.VirtualService, name string) int {
+	for i, h := range vs.GetHttp() {
+		if h.GetName() == name {
+			return i
+		}
+	}
+	panic("no rule " + name)
+}
+
 // TestCheckRoutesBites: CheckRoutes notices a VirtualService that does not
 // route as the decision says.
 func TestCheckRoutesBites(t *testing.T) {
-	d := routing.Decide(shopReleases, opts)
+	d := routing.Decide(append(slices.Clone(shopReleases), release("shop-p7", 3, "production", prodHost, "feature-p7", 0)), opts)
 	cases := map[string]struct {
 		mutate func(*networking.VirtualService)
 		failed []string // the routes whose requests go astray
 	}{
 		"as built": {func(*networking.VirtualService) {}, nil},
 		"the branch route after its environment's": {func(vs *networking.VirtualService) {
-			// branch-staging-…, env-production, env-staging, mesh-production
-			vs.Http[0], vs.Http[2] = vs.Http[2], vs.Http[0]
+			b, e := ruleIndex(vs, "branch-staging.feature-jp12"), ruleIndex(vs, "env-staging")
+			vs.Http[b], vs.Http[e] = vs.Http[e], vs.Http[b]
 		}, []string{"branch-staging.feature-jp12"}},
 		"another split": {func(vs *networking.VirtualService) {
-			vs.Http[1].Route[0].Weight, vs.Http[1].Route[1].Weight = 80, 20
+			h := vs.Http[ruleIndex(vs, "env-production")]
+			h.Route[0].Weight, h.Route[1].Weight = 80, 20
 		}, []string{"env-production"}},
 		"the gateway's routes bound to the mesh only": {func(vs *networking.VirtualService) {
-			for _, m := range vs.Http[1].Match {
+			for _, m := range vs.Http[ruleIndex(vs, "env-production")].Match {
 				m.Gateways = []string{routing.MeshGateway}
 			}
 		}, []string{"env-production"}},
-		"a route renamed": {func(vs *networking.VirtualService) { vs.Http[3].Name = "mesh" }, []string{"mesh-production"}},
+		"a route renamed": {func(vs *networking.VirtualService) { vs.Http[ruleIndex(vs, "mesh-production")].Name = "mesh" }, []string{"mesh-production"}},
+		"a caller's split bound to the mesh, so Istio ignores its sourceLabels": {func(vs *networking.VirtualService) {
+			for _, m := range vs.Http[ruleIndex(vs, "mesh-staging")].Match {
+				m.Gateways = []string{routing.MeshGateway}
+			}
+		}, []string{"mesh-branch-production.feature-p7", "mesh-caller-production.feature-p7", "mesh-production"}},
+		"a branch's caller rule without the caller's branch": {func(vs *networking.VirtualService) {
+			delete(vs.Http[ruleIndex(vs, "mesh-caller-staging.feature-jp12")].Match[0].SourceLabels, routing.BranchLabel)
+		}, []string{"mesh-staging"}},
+		"the baggage match of a branch dropped": {func(vs *networking.VirtualService) {
+			h := vs.Http[ruleIndex(vs, "mesh-branch-staging.feature-jp12")]
+			h.Match = h.Match[:1]
+		}, []string{"mesh-branch-staging.feature-jp12"}},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			vs := routing.MakeVirtualService(ns, app, d, opts)
 			tc.mutate(vs)
-			j, err := NewJudge(ns, app, vs, routing.MakeDestinationRule(ns, app, d))
+			j, err := NewJudge(ns, app, vs, routing.MakeDestinationRule(ns, app, d), RouteCallers(d.Routes)...)
 			if err != nil {
 				t.Fatal(err)
 			}
 			var failed []string
-			for _, err := range j.CheckRoutes(d.Routes, opts.BranchHeader) {
+			for _, err := range j.CheckRoutes(d.Routes, opts) {
 				t.Log(err)
 				failed = append(failed, strings.Fields(err.Error())[1])
 			}
 			for i := range failed {
 				failed[i] = strings.TrimSuffix(failed[i], ":")
 			}
+			failed = slices.Compact(failed)
 			if !slices.Equal(failed, tc.failed) {
 				t.Errorf("requests of routes %q go astray, want %q", failed, tc.failed)
 			}

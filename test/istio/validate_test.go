@@ -10,7 +10,7 @@ import (
 	"github.com/switchyard-dev/switchyard/internal/routing/routingtest"
 )
 
-var opts = routing.Options{BranchHeader: "x-branch", Gateway: "istio-system/ingressgateway", MeshEnvironment: "production", KeepPrevious: 1}
+var opts = routing.Options{BranchHeader: "x-branch", BaggageKey: "x-branch", Gateway: "istio-system/ingressgateway", MeshEnvironment: "production", KeepPrevious: 1}
 
 // TestValidateBites shows that Istio's validation refuses what our CRD
 // schemas would let through, so a pass below means something.
