@@ -55,7 +55,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (*flags, *zap.Options, error) {
 	f := &flags{}
 	fs.StringVar(&f.routing.BranchHeader, "branch-header", "x-branch", "HTTP header whose value selects a feature branch.")
 	fs.StringVar(&f.routing.Gateway, "gateway", "istio-system/ingressgateway", "Ingress gateway (namespace/name) the environments' hosts are served at.")
-	fs.StringVar(&f.routing.MeshEnvironment, "mesh-environment", "production", "Environment that traffic inside the mesh to an app's Service gets.")
+	fs.StringVar(&f.routing.BaggageKey, "branch-baggage-key", "", "W3C baggage member whose value selects a feature branch, as the branch header does (OpenTelemetry SDKs propagate baggage without code). Default: the --branch-header name; \"-\" reads no baggage.")
+	fs.StringVar(&f.routing.MeshEnvironment, "mesh-environment", "production", "Environment that calls to an app's Service from inside the mesh get when the calling pod's environment (label switchyard.dev/environment) is none the app has.")
+	fs.StringVar(&f.routing.ServedByHeader, "served-by-header", "", "Response header naming the AppRelease that served the request (for example x-switchyard-release), so a tester sees where a request went. Default: none.")
 	fs.IntVar(&f.routing.KeepPrevious, "keep-previous", 1, "Previous stable releases kept per environment as instant rollback targets (Standby).")
 	fs.StringVar(&f.routing.ClusterDomain, "cluster-domain", "cluster.local", "The cluster's DNS domain: an app's Service is app.namespace.svc.<domain> in its VirtualService and DestinationRule.")
 	fs.IntVar(&f.routing.MaxRoutes, "max-routes", 1000, "Budget of HTTP routes in one app's VirtualService; the newest branches beyond it wait (RouteBudgetExceeded). 0: no budget.")
@@ -100,6 +102,18 @@ func parseFlags(fs *flag.FlagSet, args []string) (*flags, *zap.Options, error) {
 		return nil, nil, err
 	}
 	var errs []error
+	switch f.routing.BaggageKey {
+	case "":
+		f.routing.BaggageKey = f.routing.BranchHeader
+	case "-":
+		f.routing.BaggageKey = ""
+	}
+	if k := f.routing.BaggageKey; k != "" && !isToken(k) {
+		errs = append(errs, fmt.Errorf("--branch-baggage-key must be a W3C baggage key (an HTTP token), got %q", k))
+	}
+	if h := f.routing.ServedByHeader; h != "" && (!isToken(h) || strings.ToLower(h) != h || strings.HasPrefix(h, ":")) {
+		errs = append(errs, fmt.Errorf("--served-by-header must be a lower-case HTTP header name, got %q", h))
+	}
 	if f.routing.BranchHeader == "" || strings.ToLower(f.routing.BranchHeader) != f.routing.BranchHeader {
 		errs = append(errs, fmt.Errorf("--branch-header must be a lower-case HTTP header name, got %q", f.routing.BranchHeader))
 	}
@@ -116,6 +130,20 @@ func parseFlags(fs *flag.FlagSet, args []string) (*flags, *zap.Options, error) {
 		errs = append(errs, fmt.Errorf("--keep-previous must not be negative, got %d", f.routing.KeepPrevious))
 	}
 	return f, zopts, errors.Join(errs...)
+}
+
+// isToken: s is an HTTP token (RFC 9110 section 5.6.2), what header names
+// and W3C baggage keys are.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if c > 0x7e || c <= 0x20 || strings.ContainsRune(`"(),/:;<=>?@[\]{}`, c) {
+			return false
+		}
+	}
+	return true
 }
 
 func newScheme() *runtime.Scheme {
@@ -159,7 +187,7 @@ func run() error {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return err
 	}
-	log.Info("Starting manager", "branchHeader", f.routing.BranchHeader, "gateway", f.routing.Gateway,
+	log.Info("Starting manager", "branchHeader", f.routing.BranchHeader, "branchBaggageKey", f.routing.BaggageKey, "servedByHeader", f.routing.ServedByHeader, "gateway", f.routing.Gateway,
 		"meshEnvironment", f.routing.MeshEnvironment, "keepPrevious", f.routing.KeepPrevious, "pruneSuperseded", f.pruneSuperseded,
 		"watchNamespaces", f.watchNamespaces)
 	return mgr.Start(ctrl.SetupSignalHandler())

@@ -186,7 +186,6 @@ const (
 	ReasonForeignObject       = "ForeignObject"
 	ReasonHostsConflict       = "HostsConflict"
 	ReasonWeightConflict      = "WeightConflict"
-	ReasonNoHosts             = "NoHosts"
 	ReasonRouteBudgetExceeded = "RouteBudgetExceeded"
 	ReasonDeploymentConflict  = "DeploymentConflict"
 	// ReasonDeploymentRefused: the API server refused the release's Deployment

@@ -46,7 +46,7 @@ const (
 	annotationTemplateHash = "switchyard.dev/cached-template-hash"
 	// renderVersion changes whenever MakeDeployment renders a release
 	// differently, so an upgraded operator re-applies every Deployment once.
-	renderVersion = "2"
+	renderVersion = "3"
 )
 
 // MakeDeployment is the desired Deployment of a release: its pod template is
@@ -67,6 +67,12 @@ func MakeDeployment(r *v1alpha1.AppRelease) *appsv1.Deployment {
 		tmpl.Labels[k] = v
 	}
 	tmpl.Labels[LabelManagedBy] = ManagedByValue
+	// The pods are callers of the app's environment and branch: other apps'
+	// VirtualServices route their calls by these labels (Istio sourceLabels).
+	delete(tmpl.Labels, routing.BranchLabel)
+	for k, v := range routing.CallerLabels(r.Spec.Environment, r.Spec.Branch) {
+		tmpl.Labels[k] = v
+	}
 	tmpl.Spec.Containers = withAppContainer(tmpl.Spec.Containers, r.Spec.Image, r.Spec.Port)
 
 	d := &appsv1.Deployment{

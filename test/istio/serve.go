@@ -198,7 +198,13 @@ func NewJudge(namespace, app string, vs *networking.VirtualService, dr *networki
 				t.Fatalf("the %v proxy has no route configuration %q, only %q", via, want, names)
 			}
 		}
+		// The unlabelled sidecars are callers too.
+		j.callers[Caller{Namespace: namespace}.String()] = j.routes[Mesh]
+		j.callers[Caller{Namespace: OtherNamespace}.String()] = j.routes[MeshElsewhere]
 		for key, c := range byKey {
+			if j.callers[key] != nil {
+				continue
+			}
 			p := cg.SetupProxy(&model.Proxy{ConfigNamespace: c.Namespace, Labels: c.Labels,
 				Metadata: &model.NodeMetadata{Namespace: c.Namespace, Labels: c.Labels}})
 			want := RouteConfigName(Mesh)
