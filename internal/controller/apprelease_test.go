@@ -51,7 +51,7 @@ var _ = Describe("AppRelease", func() {
 		By("routing it once Available")
 		makeAvailable(ns, "shop-v1")
 		Eventually(phaseOf(ns, "shop-v1")).Should(Equal("Live 100 True/Routed"))
-		Expect(routesOf(ns)(Default)).To(Equal([]string{"env-production: shop-v1 100", "mesh-production: shop-v1 100"}))
+		Expect(routesOf(ns)(Default)).To(Equal([]string{"mesh-production: shop-v1 100", "env-production: shop-v1 100"}))
 
 		By("owning the shared objects through non-controller references to its releases")
 		svc := &corev1.Service{}
@@ -145,16 +145,29 @@ var _ = Describe("AppRelease", func() {
 		newRelease(ns, "shop-jp12-a", withEnv("staging", "staging.shop.example.com"), withBranch("feature-jp12"))
 		makeAvailable(ns, "shop-jp12-a")
 		Eventually(routesOf(ns)).Should(Equal([]string{
+			"mesh-branch-staging.feature-jp12: shop-jp12-a 100",
+			"mesh-caller-staging.feature-jp12: shop-jp12-a 100",
+			"mesh-staging: shop-staging-1 100",
+			"mesh-production: shop-v1 100",
 			"branch-staging.feature-jp12: shop-jp12-a 100",
 			"env-production: shop-v1 100",
 			"env-staging: shop-staging-1 100",
-			"mesh-production: shop-v1 100",
 		}))
 		vs := &networkingv1.VirtualService{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "shop"}, vs)).To(Succeed())
-		Expect(vs.Spec.Http[0].Match).To(HaveLen(1))
-		Expect(vs.Spec.Http[0].Match[0].Headers).To(HaveKey("x-branch"))
-		Expect(routing.AuthorityHosts(vs.Spec.Http[0].Match[0].Authority)).To(Equal([]string{nsHost(ns, "staging.shop.example.com")}))
+		branchRule := vs.Spec.Http[4]
+		Expect(branchRule.Match).To(HaveLen(2)) // by header, by baggage
+		Expect(branchRule.Match[0].Headers).To(HaveKey("x-branch"))
+		Expect(branchRule.Match[1].Headers).To(HaveKey("baggage"))
+		Expect(routing.AuthorityHosts(branchRule.Match[0].Authority)).To(Equal([]string{nsHost(ns, "staging.shop.example.com")}))
+
+		By("its pods are callers of staging's feature-jp12, its stable's of staging")
+		d := &appsv1.Deployment{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "shop-jp12-a"}, d)).To(Succeed())
+		Expect(d.Spec.Template.Labels).To(And(HaveKeyWithValue(routing.EnvironmentLabel, "staging"),
+			HaveKeyWithValue(routing.BranchLabel, "feature-jp12")))
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "shop-staging-1"}, d)).To(Succeed())
+		Expect(d.Spec.Template.Labels).To(And(HaveKeyWithValue(routing.EnvironmentLabel, "staging"), Not(HaveKey(routing.BranchLabel))))
 
 		By("a rebuild of the branch stays off the route until Available")
 		Eventually(phaseOf(ns, "shop-jp12-a")).Should(Equal("Live 100 True/Routed"))
@@ -263,7 +276,7 @@ var _ = Describe("AppRelease", func() {
 		Eventually(func(g Gomega) int {
 			routes := routesOf(ns)(g)
 			return len(routes)
-		}).Should(Equal(2*n + 2))
+		}).Should(Equal(3*n + 2)) // a branch: a rule at the gateway, two in the mesh
 		for i := range n {
 			Eventually(phaseOf(ns, fmt.Sprintf("shop-b%02d", i))).Should(Equal("Live 100 True/Routed"))
 		}
@@ -276,7 +289,7 @@ var _ = Describe("AppRelease", func() {
 			})
 		}
 		wg.Wait()
-		Eventually(func(g Gomega) int { return len(routesOf(ns)(g)) }).Should(Equal(n + 2))
+		Eventually(func(g Gomega) int { return len(routesOf(ns)(g)) }).Should(Equal(3*n/2 + 2))
 		Eventually(subsetsOf(ns)).Should(HaveLen(n/2 + 1))
 	})
 })

@@ -121,7 +121,7 @@ var _ = Describe("AppRelease under cluster events", func() {
 		vs.Spec.Http = vs.Spec.Http[:1]
 		vs.Spec.Http[0].Route = []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: "elsewhere"}}}
 		Expect(k8s.Update(ctx, vs)).To(Succeed())
-		Eventually(routesOf(ns)).Should(Equal([]string{"env-production: shop-v1 100", "mesh-production: shop-v1 100"}))
+		Eventually(routesOf(ns)).Should(Equal([]string{"mesh-production: shop-v1 100", "env-production: shop-v1 100"}))
 	})
 
 	It("says so when its Deployment is changed in fields it does not set, and recovers when the Deployment is made anew", func() {

@@ -37,8 +37,8 @@ var (
 	scheme    = runtime.NewScheme()
 	ctx       context.Context
 	cancel    context.CancelFunc
-	routeOpts = routing.Options{BranchHeader: "x-branch", Gateway: "istio-system/ingressgateway",
-		MeshEnvironment: "production", KeepPrevious: 1, MaxRoutes: 60}
+	routeOpts = routing.Options{BranchHeader: "x-branch", BaggageKey: "x-branch", Gateway: "istio-system/ingressgateway",
+		MeshEnvironment: "production", KeepPrevious: 1, MaxRoutes: 80}
 	// operatorConfig runs the suite with a drain delay, write pacing and a
 	// burst hold on, as the operator runs by default (shorter, for time).
 	operatorConfig = controller.Config{PruneSuperseded: true, SupersededGrace: time.Hour,

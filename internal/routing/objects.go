@@ -62,8 +62,9 @@ func makeRoutes(envs []string, hosts map[string][]string, splits map[string][]De
 		}
 	}
 	routes = appendMeshRoutes(routes, mesh, "", splits[mesh], branches[mesh])
-	if len(splits[mesh]) == 0 && len(envs) > 0 {
-		// Without it, a caller no rule is for would be sent, by Istio, to
+	if len(splits[mesh]) == 0 && len(routes) > 0 {
+		// Some caller is routed, so the VirtualService is bound to the
+		// mesh. Without this rule, a caller no rule is for would be sent, by Istio, to
 		// the app's Service as a whole, every environment's and branch's pods
 		// (or, when the environments have hosts, answered 404): production
 		// traffic must never reach a staging build.

@@ -27,7 +27,7 @@ var _ = Describe("CI workflows", func() {
 		By("v1: Ready and routed once its pods are up")
 		mustApply(ns, "shop-v1", prod("shop:v1"))
 		Eventually(state(ns, "shop-v1")).Should(Equal("Live 100 True/Routed"))
-		Expect(routes(ns)(Default)).To(Equal([]string{"env-production: shop-v1 100", "mesh-production: shop-v1 100"}))
+		Expect(routes(ns)(Default)).To(Equal([]string{"mesh-production: shop-v1 100", "env-production: shop-v1 100"}))
 
 		By("v2 as a 10% canary")
 		mustApply(ns, "shop-v2", prod("shop:v2").with("canary", map[string]any{"weight": 10}))
@@ -58,10 +58,13 @@ var _ = Describe("CI workflows", func() {
 		mustApply(ns, "shop-jp12-a", staging("shop:jp12-a").with("branch", "feature-jp12"))
 		Eventually(state(ns, "shop-jp12-a")).Should(Equal("Live 100 True/Routed"))
 		Eventually(routes(ns)).Should(Equal([]string{
+			"mesh-branch-staging.feature-jp12: shop-jp12-a 100",
+			"mesh-caller-staging.feature-jp12: shop-jp12-a 100",
+			"mesh-staging: shop-staging-1 100",
+			"mesh-production: shop-v1 100",
 			"branch-staging.feature-jp12: shop-jp12-a 100",
 			"env-production: shop-v1 100",
 			"env-staging: shop-staging-1 100",
-			"mesh-production: shop-v1 100",
 		}))
 
 		By("a rebuild whose pods never become Ready stays off the route")
