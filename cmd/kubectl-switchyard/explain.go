@@ -11,6 +11,7 @@ import (
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/switchyard-dev/switchyard/api/v1alpha1"
 	"github.com/switchyard-dev/switchyard/internal/routing"
 )
 
@@ -29,18 +30,33 @@ type splitView struct {
 }
 
 func (c *cli) explainCommand() *cobra.Command {
-	var host string
+	var host, fromRelease string
 	var headers []string
+	var fromLabels map[string]string
 	var mesh bool
 	cmd := &cobra.Command{
-		Use:   "explain APP --host HOST [-H name:value]... [--mesh]",
+		Use:   "explain APP [--host HOST] [-H name:value]... [--mesh | --from-release NAME | --from-labels k=v,...]",
 		Short: "Which release serves a request, and why: the rule that matched, the ones before it and why they did not",
-		Args:  cobra.ExactArgs(1),
+		Long: `Which release serves a request, and why: the rule that matched, the ones before it and why they did not.
+
+A request enters through the ingress gateway (--host is then required), or
+inside the mesh: from a pod without Switchyard's labels (--mesh), from a pod of
+a release (--from-release, its environment and branch), or from a pod with
+the given labels (--from-labels switchyard.dev/environment=staging). Inside
+the mesh, --host defaults to the app's Service.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if host == "" {
-				return fmt.Errorf("--host is required")
+			if fromRelease != "" && fromLabels != nil {
+				return fmt.Errorf("--from-release and --from-labels name the caller twice: give one")
 			}
-			req := routing.Request{Mesh: mesh, Host: host, Headers: map[string]string{}}
+			mesh = mesh || fromRelease != "" || fromLabels != nil
+			if host == "" && !mesh {
+				return fmt.Errorf("--host is required for a request through the gateway (or call from inside the mesh: --mesh, --from-release, --from-labels)")
+			}
+			if host == "" {
+				host = args[0]
+			}
+			req := routing.Request{Mesh: mesh, Host: host, Headers: map[string]string{}, SourceLabels: fromLabels}
 			for _, h := range headers {
 				k, v, ok := strings.Cut(h, ":")
 				if !ok {
@@ -51,6 +67,13 @@ func (c *cli) explainCommand() *cobra.Command {
 			cl, ns, err := c.client()
 			if err != nil {
 				return err
+			}
+			if fromRelease != "" {
+				caller := &v1alpha1.AppRelease{}
+				if err := cl.Get(cmd.Context(), client.ObjectKey{Namespace: ns, Name: fromRelease}, caller); err != nil {
+					return fmt.Errorf("the calling release: %w", err)
+				}
+				req.SourceLabels = routing.CallerLabels(caller.Spec.Environment, caller.Spec.Branch)
 			}
 			routes, err := loadRoutes(cmd, cl, ns, args[0])
 			if err != nil {
@@ -66,7 +89,9 @@ func (c *cli) explainCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&host, "host", "", "The request's host")
 	cmd.Flags().StringArrayVarP(&headers, "header", "H", nil, "A request header, name:value (repeatable)")
-	cmd.Flags().BoolVar(&mesh, "mesh", false, "The request comes from inside the mesh, not through the ingress gateway")
+	cmd.Flags().BoolVar(&mesh, "mesh", false, "The request comes from inside the mesh, from a pod without Switchyard's labels")
+	cmd.Flags().StringVar(&fromRelease, "from-release", "", "The request comes from inside the mesh, from a pod of this AppRelease (in the same namespace)")
+	cmd.Flags().StringToStringVar(&fromLabels, "from-labels", nil, "The request comes from inside the mesh, from a pod with these labels (k=v,...)")
 	return cmd
 }
 
@@ -81,7 +106,15 @@ func explain(vs *networking.VirtualService, req routing.Request, routes *routesV
 	}
 	via := "through gateway " + gateway
 	if req.Mesh {
-		via = "from inside the mesh"
+		via = "from inside the mesh, from a pod without Switchyard's labels"
+	}
+	if len(req.SourceLabels) > 0 {
+		labels := make([]string, 0, len(req.SourceLabels))
+		for k, v := range req.SourceLabels {
+			labels = append(labels, k+"="+v)
+		}
+		sort.Strings(labels)
+		via = "from inside the mesh, from a pod labelled " + strings.Join(labels, ",")
 	}
 	names := make([]string, 0, len(req.Headers))
 	for k, v := range req.Headers {
@@ -115,6 +148,10 @@ func writeExplain(w io.Writer, v *explainView) error {
 	}
 	if v.Rule == "" {
 		fmt.Fprintln(w, "\nNo rule matches: the request is not routed to the app (404 at the gateway).")
+		return nil
+	}
+	if len(v.Split) == 0 {
+		fmt.Fprintf(w, "\nRule %s answers 503: the app has no release of the caller's environment, nor of the mesh environment.\n", v.Rule)
 		return nil
 	}
 	fmt.Fprintf(w, "\nServed by rule %s:\n", v.Rule)

@@ -113,18 +113,21 @@ func writeRoutes(w io.Writer, v *routesView) error {
 	if len(v.Rules) == 0 {
 		fmt.Fprintln(tw, "No routes: no release of the app is routed.")
 	} else {
-		fmt.Fprintln(tw, "GATEWAY\tHOST\tHEADER\tRELEASE\tPHASE\tWEIGHT\tBUILD\tAGE")
+		fmt.Fprintln(tw, "GATEWAY\tHOST\tFROM\tHEADER\tRELEASE\tPHASE\tWEIGHT\tBUILD\tAGE")
 		var last routingtable.Row
 		for _, r := range v.Rules {
-			gw, host, hdr := r.Gateway, r.Host, r.Header
+			gw, host, from, hdr := r.Gateway, r.Host, r.From, r.Header
 			if hdr == "" {
 				hdr = "-"
 			}
-			if r.Gateway == last.Gateway && r.Host == last.Host && r.Header == last.Header {
-				gw, host, hdr = "", "", ""
+			if r.Gateway == last.Gateway && r.Host == last.Host && r.From == last.From && r.Header == last.Header {
+				gw, host, from, hdr = "", "", "", ""
 			}
-			rel := v.Releases[r.Release]
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d%%\t%s\t%s\n", gw, host, hdr, r.Release, r.Phase, r.Weight, build(rel.Build), rel.Age)
+			rel, name := v.Releases[r.Release], r.Release
+			if name == "" {
+				name = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d%%\t%s\t%s\n", gw, host, from, hdr, name, r.Phase, r.Weight, build(rel.Build), rel.Age)
 			last = r
 		}
 	}

@@ -3,6 +3,7 @@ package routing
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -85,10 +86,11 @@ func matchHTTP(h *networking.HTTPRoute, gateway string, req Request) string {
 		if why == "" {
 			return ""
 		}
-		whys = append(whys, why)
+		if !slices.Contains(whys, why) {
+			whys = append(whys, why) // in the matches' order: header, then baggage
+		}
 	}
-	sort.Strings(whys)
-	return strings.Join(uniq(whys), "; ")
+	return strings.Join(whys, "; ")
 }
 
 // inProxy: Istio keeps the rule in the configuration of the proxy the
@@ -151,6 +153,11 @@ func matchOne(m *networking.HTTPMatchRequest, gateway string, req Request) strin
 	sort.Strings(names)
 	for _, k := range names {
 		v, ok := req.Headers[strings.ToLower(k)]
+		if member := BaggageMember(k, m.GetHeaders()[k]); member != "" && !ok {
+			return "no baggage"
+		} else if member != "" && !stringMatches(m.GetHeaders()[k], v) {
+			return fmt.Sprintf("no baggage member %s", member)
+		}
 		if !ok {
 			return fmt.Sprintf("no header %s", k)
 		}
@@ -159,6 +166,21 @@ func matchOne(m *networking.HTTPMatchRequest, gateway string, req Request) strin
 		}
 	}
 	return ""
+}
+
+// BaggageMember reads back "key=value" from a baggage header match that
+// Switchyard made (a branch's baggage member); "" for any other match.
+func BaggageMember(header string, sm *networking.StringMatch) string {
+	re := sm.GetRegex()
+	if header != BaggageHeader || !strings.HasPrefix(re, baggagePrefix) || !strings.HasSuffix(re, baggageSuffix) {
+		return ""
+	}
+	k, v, ok := strings.Cut(strings.TrimSuffix(strings.TrimPrefix(re, baggagePrefix), baggageSuffix), baggageEquals)
+	if !ok {
+		return ""
+	}
+	unquote := strings.NewReplacer(`\.`, ".", `\-`, "-")
+	return unquote.Replace(k) + "=" + unquote.Replace(v)
 }
 
 func stringMatches(sm *networking.StringMatch, v string) bool {
@@ -187,14 +209,4 @@ func describe(sm *networking.StringMatch) string {
 		return fmt.Sprintf("matching /%s/", t.Regex)
 	}
 	return "anything"
-}
-
-func uniq(s []string) []string {
-	out := s[:0]
-	for i, v := range s {
-		if i == 0 || v != s[i-1] {
-			out = append(out, v)
-		}
-	}
-	return out
 }

@@ -64,3 +64,31 @@ func fmtSplit(ds []routing.Destination) string {
 	}
 	return "[" + strings.Join(parts, " ") + "]"
 }
+
+// TestExplainBaggage: a branch named by a baggage member is served like the
+// header, and a miss says which member was wanted.
+func TestExplainBaggage(t *testing.T) {
+	o := opts
+	o.BaggageKey = "x-branch"
+	rs := []routing.Release{release("s1", 0, env("staging", "staging.shop.example.com")),
+		release("jp12", 1, env("staging", "staging.shop.example.com"), branch("feature-jp12"))}
+	vs := routing.MakeVirtualService("shop", "shop", routing.Decide(rs, o), o)
+	for _, tc := range []struct {
+		baggage, rule, why string
+	}{
+		{"a=1, x-branch=feature-jp12;p=q", "branch-staging.feature-jp12", ""},
+		{"x-branch = feature-jp12", "branch-staging.feature-jp12", ""},
+		{"x-branch=feature-jp123", "env-staging", "no header x-branch; no baggage member x-branch=feature-jp12"},
+		{"my-x-branch=feature-jp12", "env-staging", "no header x-branch; no baggage member x-branch=feature-jp12"},
+		{"", "env-staging", "no header x-branch; no baggage"},
+	} {
+		req := routing.Request{Host: "staging.shop.example.com", Headers: map[string]string{}}
+		if tc.baggage != "" {
+			req.Headers["baggage"] = tc.baggage
+		}
+		ex := routing.Explain(vs, o.Gateway, req)
+		if ex.Rule != tc.rule || (tc.why != "" && ex.Tried[0].Why != tc.why) {
+			t.Errorf("baggage %q: rule %s (%+v), want %s, why %q", tc.baggage, ex.Rule, ex.Tried, tc.rule, tc.why)
+		}
+	}
+}

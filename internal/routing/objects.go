@@ -253,8 +253,14 @@ func withBranch(m *networking.HTTPMatchRequest, branch string, opts Options) *ne
 // space around its parts and ";"-separated properties after it. Envoy matches
 // the whole header value (several baggage headers are joined by commas).
 func baggagePattern(key, value string) string {
-	return `(.*,)?[ \t]*` + regexp.QuoteMeta(key) + `[ \t]*=[ \t]*` + regexp.QuoteMeta(value) + `[ \t]*([;,].*)?`
+	return baggagePrefix + regexp.QuoteMeta(key) + baggageEquals + regexp.QuoteMeta(value) + baggageSuffix
 }
+
+const (
+	baggagePrefix = `(.*,)?[ \t]*`
+	baggageEquals = `[ \t]*=[ \t]*`
+	baggageSuffix = `[ \t]*([;,].*)?`
+)
 
 // serviceNames are the names a pod in the mesh calls the app's Service by:
 // app, app.namespace, app.namespace.svc and app.namespace.svc.domain.

@@ -19,10 +19,17 @@ import (
 type Row struct {
 	Rule                                          string `json:"rule"`
 	Gateway, Host, Header, Release, Subset, Phase string
-	Weight                                        int32
+	// From is the callers the rule is for: "any", or the calling pods'
+	// environment and branch labels ("staging", "staging/feature-x").
+	From   string
+	Weight int32
 }
 
-// Rows reads the rules of a VirtualService in order, naming the release behind each subset.
+// Rows reads the rules of a VirtualService in order, naming the release
+// behind each subset. A branch rule's baggage match, which repeats its
+// header match, is shown as "(or baggage)" on the header; a rule that answers
+// directly (the mesh's unserved rule) has a row without a release, its
+// status as the phase.
 func Rows(vs *networking.VirtualService, releases []v1alpha1.AppRelease) []Row {
 	bySubset := map[string]v1alpha1.AppRelease{}
 	for _, r := range releases {
@@ -31,21 +38,50 @@ func Rows(vs *networking.VirtualService, releases []v1alpha1.AppRelease) []Row {
 	var rows []Row
 	for _, h := range vs.GetHttp() {
 		for _, m := range h.GetMatch() {
-			gw := "ingress"
+			gw, from := "ingress", "any"
 			if len(m.GetGateways()) == 1 && m.GetGateways()[0] == routing.MeshGateway {
 				gw = "mesh"
+			}
+			if sl := m.GetSourceLabels(); len(sl) > 0 {
+				gw, from = "mesh", sl[routing.EnvironmentLabel]
+				if b := sl[routing.BranchLabel]; b != "" {
+					from += "/" + b
+				}
 			}
 			host := strings.Join(routing.AuthorityHosts(m.GetAuthority()), ",")
 			if gw == "mesh" || host == "" {
 				host = "(the app's Service)"
 			}
 			var hdr []string
+			baggageOnly := len(m.GetHeaders()) > 0
 			for k, v := range m.GetHeaders() {
-				hdr = append(hdr, k+"="+v.GetExact())
+				if routing.BaggageMember(k, v) == "" {
+					baggageOnly = false
+					hdr = append(hdr, k+"="+v.GetExact())
+				}
+			}
+			if baggageOnly {
+				continue // the header's row says "(or baggage)"
+			}
+			header := strings.Join(hdr, ",")
+			for _, other := range h.GetMatch() {
+				for k, v := range other.GetHeaders() {
+					if routing.BaggageMember(k, v) != "" && header != "" {
+						header += " (or baggage)"
+						break
+					}
+				}
+				if strings.HasSuffix(header, ")") {
+					break
+				}
+			}
+			if dr := h.GetDirectResponse(); dr != nil {
+				rows = append(rows, Row{Rule: h.GetName(), Gateway: gw, Host: host, Header: header, From: "other",
+					Phase: fmt.Sprintf("answers %d", dr.GetStatus())})
 			}
 			for _, d := range h.GetRoute() {
 				r := bySubset[d.GetDestination().GetSubset()]
-				rows = append(rows, Row{Rule: h.GetName(), Gateway: gw, Host: host, Header: strings.Join(hdr, ","),
+				rows = append(rows, Row{Rule: h.GetName(), Gateway: gw, Host: host, Header: header, From: from,
 					Release: r.Name, Subset: d.GetDestination().GetSubset(), Phase: string(r.Status.Phase), Weight: d.GetWeight()})
 			}
 		}
@@ -56,21 +92,24 @@ func Rows(vs *networking.VirtualService, releases []v1alpha1.AppRelease) []Row {
 // Write prints rows as an aligned table, repeating no gateway, host or header.
 func Write(w io.Writer, rows []Row) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "GATEWAY\tHOST\tHEADER\tRELEASE\tPHASE\tWEIGHT")
+	fmt.Fprintln(tw, "GATEWAY\tHOST\tFROM\tHEADER\tRELEASE\tPHASE\tWEIGHT")
 	var last Row
 	for _, r := range rows {
-		gw, host, hdr := r.Gateway, r.Host, r.Header
+		gw, host, from, hdr := r.Gateway, r.Host, r.From, r.Header
 		if hdr == "" {
 			hdr = "-"
 		}
-		if r.Gateway == last.Gateway && r.Host == last.Host && r.Header == last.Header {
-			gw, host, hdr = "", "", ""
+		if r.Gateway == last.Gateway && r.Host == last.Host && r.From == last.From && r.Header == last.Header {
+			gw, host, from, hdr = "", "", "", ""
 		}
 		release := r.Release
-		if release == "" {
+		switch {
+		case release == "" && r.Subset == "":
+			release = "-"
+		case release == "":
 			release = "? (subset " + r.Subset + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d%%\n", gw, host, hdr, release, r.Phase, r.Weight)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d%%\n", gw, host, from, hdr, release, r.Phase, r.Weight)
 		last = r
 	}
 	return tw.Flush()

@@ -186,6 +186,11 @@ func checkSnapshot(g Gomega, s snapshot) {
 		return
 	}
 	for _, h := range s.vs.Spec.Http {
+		if h.DirectResponse != nil {
+			g.Expect(h.Name).To(Equal(routing.MeshUnservedRoute), "route %s answers %d", h.Name, h.DirectResponse.Status)
+			g.Expect(h.Route).To(BeEmpty())
+			continue
+		}
 		sum := int32(0)
 		for _, d := range h.Route {
 			sum += d.Weight
@@ -367,7 +372,14 @@ func checkServes(g Gomega, ns string, s snapshot) {
 	if s.vs == nil || len(envs) == 0 {
 		return
 	}
-	j, err := istio.NewJudge(ns, app, &s.vs.Spec, &s.dr.Spec)
+	var callers []istio.Caller
+	for env, e := range envs {
+		callers = append(callers, istio.Caller{Labels: routing.CallerLabels(env, "")})
+		for b := range e.branches {
+			callers = append(callers, istio.Caller{Labels: routing.CallerLabels(env, b)})
+		}
+	}
+	j, err := istio.NewJudge(ns, app, &s.vs.Spec, &s.dr.Spec, callers...)
 	g.Expect(err).NotTo(HaveOccurred())
 	ask := func(via istio.Via, host string, headers map[string]string, want map[string]int32) {
 		got, err := j.Serve(via, host, headers)
@@ -401,6 +413,23 @@ func checkServes(g Gomega, ns string, s snapshot) {
 		ask(istio.Mesh, app+"."+ns+".svc.cluster.local", nil, mesh.split)
 		for b, subset := range mesh.branches {
 			ask(istio.Mesh, app, map[string]string{"x-branch": b}, map[string]int32{subset: 100})
+		}
+	}
+	// Each environment's own callers get its split, and its branches by
+	// their pods' label or by header.
+	askFrom := func(labels map[string]string, headers map[string]string, want map[string]int32) {
+		c := istio.Caller{Labels: labels}
+		got, err := j.ServeFrom(c, app, headers)
+		g.Expect(err).NotTo(HaveOccurred(), "from %v %v", c, headers)
+		g.Expect(got).To(Equal(want), "Istio serves a call from %v with %v", c, headers)
+	}
+	for env, e := range envs {
+		if len(e.split) > 0 {
+			askFrom(routing.CallerLabels(env, ""), nil, e.split)
+		}
+		for b, subset := range e.branches {
+			askFrom(routing.CallerLabels(env, b), nil, map[string]int32{subset: 100})
+			askFrom(routing.CallerLabels(env, ""), map[string]string{"x-branch": b}, map[string]int32{subset: 100})
 		}
 	}
 }

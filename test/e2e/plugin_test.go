@@ -88,7 +88,7 @@ var _ = Describe("Out-of-order builds and kubectl switchyard", func() {
 		By("routes shows the table, and the refused build with its reason")
 		out, code = plugin("routes", "shop", "-n", ns)
 		Expect(code).To(Equal(0), out)
-		Expect(out).To(MatchRegexp(regexp.QuoteMeta(nsHost(ns, "staging.shop.example.com")) + `\s+x-branch=feature-jp12\s+shop-jp12-7\s+Live\s+100%\s+7`))
+		Expect(out).To(MatchRegexp(regexp.QuoteMeta(nsHost(ns, "staging.shop.example.com")) + `\s+any\s+x-branch=feature-jp12 \(or baggage\)\s+shop-jp12-7\s+Live\s+100%\s+7`))
 		Expect(out).To(MatchRegexp(`shop-jp12-6\s+Superseded\s+OlderBuild`))
 
 		By("explain names the rule that serves a request and why the earlier ones did not")
