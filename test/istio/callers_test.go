@@ -247,3 +247,48 @@ func TestBranchFollowsTheRequestThroughServices(t *testing.T) {
 		t.Errorf("frontend's feature-x pod calls payments: served %v (%v), want payments-x", got, err)
 	}
 }
+
+// TestServedByHeader: with --served-by-header, Envoy sets the header on the
+// response to the name of the release whose subset served it, at the gateway
+// and in the mesh, in a split and on a branch.
+func TestServedByHeader(t *testing.T) {
+	o := opts
+	o.ServedByHeader = "x-switchyard-release"
+	rs := append([]routing.Release{release("shop-p7", 3, "production", prodHost, "feature-p7", 0)}, shopReleases...)
+	d := routing.Decide(rs, o)
+	vs, dr := routing.MakeVirtualService(ns, app, d, o), routing.MakeDestinationRule(ns, app, d)
+	if err := Validate(ns, app, vs, dr); err != nil {
+		t.Fatal(err)
+	}
+	j, err := NewJudge(ns, app, vs, dr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		via     Via
+		host    string
+		headers map[string]string
+		subsets []string
+	}{
+		{Gateway, prodHost, nil, []string{"shop-v1", "shop-v2"}},
+		{Gateway, stagingHost, map[string]string{"x-branch": "feature-jp12"}, []string{"shop-jp12"}},
+		{Mesh, svcHost, nil, []string{"shop-v1", "shop-v2"}},
+		{Mesh, svcHost, map[string]string{"x-branch": "feature-p7"}, []string{"shop-p7"}},
+	} {
+		s, err := j.Explain(tc.via, tc.host, tc.headers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sub := range tc.subsets {
+			// The subset is the release's name here (a DNS label).
+			if got := s.ResponseHeaders[sub]["x-switchyard-release"]; got != sub {
+				t.Errorf("%v %s %v: subset %s answers x-switchyard-release %q (%v)", tc.via, tc.host, tc.headers, sub, got, s.ResponseHeaders)
+			}
+		}
+	}
+	// Off by default.
+	j, _ = judgeOf(t, rs)
+	if s, _ := j.Explain(Gateway, prodHost, nil); len(s.ResponseHeaders) > 0 {
+		t.Errorf("without the flag, responses carry %v", s.ResponseHeaders)
+	}
+}
