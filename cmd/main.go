@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -111,8 +112,13 @@ func parseFlags(fs *flag.FlagSet, args []string) (*flags, *zap.Options, error) {
 	if k := f.routing.BaggageKey; k != "" && !isToken(k) {
 		errs = append(errs, fmt.Errorf("--branch-baggage-key must be a W3C baggage key (an HTTP token), got %q", k))
 	}
-	if h := f.routing.ServedByHeader; h != "" && (!isToken(h) || strings.ToLower(h) != h || strings.HasPrefix(h, ":")) {
-		errs = append(errs, fmt.Errorf("--served-by-header must be a lower-case HTTP header name, got %q", h))
+	if h := f.routing.ServedByHeader; h != "" && (!isToken(h) || strings.ToLower(h) != h || slices.Contains(reservedHeaders, h)) {
+		errs = append(errs, fmt.Errorf("--served-by-header must be a lower-case HTTP header name Istio lets a route set (not %s), got %q",
+			strings.Join(reservedHeaders, ", "), h))
+	}
+	if bad := validation.IsDNS1123Label(f.routing.MeshEnvironment); len(bad) > 0 {
+		errs = append(errs, fmt.Errorf("--mesh-environment must be an environment name (a DNS label), got %q: %s",
+			f.routing.MeshEnvironment, strings.Join(bad, "; ")))
 	}
 	if f.routing.BranchHeader == "" || strings.ToLower(f.routing.BranchHeader) != f.routing.BranchHeader {
 		errs = append(errs, fmt.Errorf("--branch-header must be a lower-case HTTP header name, got %q", f.routing.BranchHeader))
@@ -131,6 +137,10 @@ func parseFlags(fs *flag.FlagSet, args []string) (*flags, *zap.Options, error) {
 	}
 	return f, zopts, errors.Join(errs...)
 }
+
+// reservedHeaders are response headers a route may not set (Istio's
+// validation refuses host; the others are Envoy's to manage).
+var reservedHeaders = []string{"host", "content-length", "transfer-encoding", "connection", "upgrade", "te"}
 
 // isToken: s is an HTTP token (RFC 9110 section 5.6.2), what header names
 // and W3C baggage keys are.

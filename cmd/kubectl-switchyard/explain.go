@@ -147,11 +147,11 @@ func writeExplain(w io.Writer, v *explainView) error {
 		fmt.Fprintf(w, "  %d. %s %s\n", i+1, t.Rule, verdict)
 	}
 	if v.Rule == "" {
-		fmt.Fprintln(w, "\nNo rule matches: the request is not routed to the app (404 at the gateway).")
+		fmt.Fprintln(w, "\nNo rule matches: the request is not routed to the app (the gateway answers 404; a sidecar passes a host it does not know through).")
 		return nil
 	}
 	if len(v.Split) == 0 {
-		fmt.Fprintf(w, "\nRule %s answers 503: the app has no release of the caller's environment, nor of the mesh environment.\n", v.Rule)
+		fmt.Fprintf(w, "\nRule %s answers 503: no Available release of the environment it is for (its callers are never sent to another environment's).\n", v.Rule)
 		return nil
 	}
 	fmt.Fprintf(w, "\nServed by rule %s:\n", v.Rule)

@@ -111,6 +111,7 @@ type appScope struct {
 }
 
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices;destinationrules,verbs=get;list;watch;create;patch;delete
 
 // Reconcile rebuilds one app's routing from all of its releases.
@@ -140,10 +141,14 @@ func (r *AppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl
 		return ctrl.Result{}, err
 	}
 	s.current.HeldElsewhere = held
-	s.decision = routing.DecideFrom(routingInputs(s), s.current, r.Routing)
+	opts := r.Routing
+	if opts.NamespaceEnvironments, err = r.namespaceEnvironments(ctx); err != nil {
+		return ctrl.Result{}, err
+	}
+	s.decision = routing.DecideFrom(routingInputs(s), s.current, opts)
 	s.owners = ownerReferences(s.decision)
 	s.desiredDR = routing.MakeDestinationRule(s.key.Namespace, s.key.Name, s.decision)
-	s.desiredVS = routing.MakeVirtualService(s.key.Namespace, s.key.Name, s.decision, r.Routing)
+	s.desiredVS = routing.MakeVirtualService(s.key.Namespace, s.key.Name, s.decision, opts)
 	s.drains = loadDrains(s)
 	start := time.Now()
 	defer func() {
@@ -473,8 +478,55 @@ func (r *AppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Service{}, byApp).
 		Watches(&networkingv1.VirtualService{}, byApp, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&networkingv1.DestinationRule{}, byApp, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(allApps(mgr.GetClient())),
+			builder.WithPredicates(namespaceEnvironmentChanged)).
 		WatchesRawSource(source.Channel(r.refusals.changed, releaseToApps)).
 		Complete(r)
+}
+
+// namespaceEnvironments maps each namespace labelled with an environment
+// (routing.EnvironmentLabel) to it, from the cache.
+func (r *AppReconciler) namespaceEnvironments(ctx context.Context) (map[string]string, error) {
+	list := &corev1.NamespaceList{}
+	if err := r.List(ctx, list, client.HasLabels{routing.EnvironmentLabel}, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, fmt.Errorf("list the namespaces labelled %s: %w", routing.EnvironmentLabel, err)
+	}
+	out := make(map[string]string, len(list.Items))
+	for _, ns := range list.Items {
+		if env := ns.Labels[routing.EnvironmentLabel]; env != "" {
+			out[ns.Name] = env
+		}
+	}
+	return out, nil
+}
+
+// allApps maps any object to every app in the cluster: a namespace's
+// environment label routes calls to every app.
+func allApps(c client.Reader) handler.MapFunc {
+	return func(ctx context.Context, _ client.Object) []reconcile.Request {
+		list := &v1alpha1.AppReleaseList{}
+		if err := c.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
+			return nil
+		}
+		seen := map[client.ObjectKey]bool{}
+		var out []reconcile.Request
+		for _, rel := range list.Items {
+			key := client.ObjectKey{Namespace: rel.Namespace, Name: rel.Spec.App}
+			if !seen[key] {
+				seen[key] = true
+				out = append(out, reconcile.Request{NamespacedName: key})
+			}
+		}
+		return out
+	}
+}
+
+// namespaceEnvironmentChanged passes a namespace whose environment label
+// came, went or changed.
+var namespaceEnvironmentChanged = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		return e.ObjectOld.GetLabels()[routing.EnvironmentLabel] != e.ObjectNew.GetLabels()[routing.EnvironmentLabel]
+	},
 }
 
 // releaseChanged passes a release change that changes anything the app

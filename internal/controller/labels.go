@@ -12,7 +12,9 @@ import (
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -125,13 +127,28 @@ func CacheOptions(namespaces ...string) cache.Options {
 			watched[ns] = cache.Config{}
 		}
 	}
+	// Namespaces only when labelled with an environment, and only that label.
+	environment, _ := labels.NewRequirement(routing.EnvironmentLabel, selection.Exists, nil)
+	labelled := cache.ByObject{Label: labels.NewSelector().Add(*environment), Transform: namespaceLabelOnly}
 	return cache.Options{DefaultNamespaces: watched, DefaultTransform: cache.TransformStripManagedFields(), ByObject: map[client.Object]cache.ByObject{
+		&corev1.Namespace{}:             labelled,
 		&v1alpha1.AppRelease{}:          {Transform: withoutTemplate},
 		&appsv1.Deployment{}:            deployments,
 		&corev1.Service{}:               managed,
 		&networkingv1.VirtualService{}:  managed,
 		&networkingv1.DestinationRule{}: managed,
 	}}
+}
+
+// namespaceLabelOnly keeps of a cached Namespace its name and the
+// environment its label names.
+func namespaceLabelOnly(obj any) (any, error) {
+	ns, ok := obj.(*corev1.Namespace)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns.Name, ResourceVersion: ns.ResourceVersion,
+		Labels: map[string]string{routing.EnvironmentLabel: ns.Labels[routing.EnvironmentLabel]}}}, nil
 }
 
 // slimDeployment keeps of a cached Deployment what the controllers read: its

@@ -59,6 +59,16 @@ func meshBranchRouteName(env, branch string) string { return "mesh-branch-" + en
 func meshCallerRouteName(env, branch string) string { return "mesh-caller-" + env + "." + branch }
 func meshRouteName(env string) string               { return "mesh-" + env }
 
-// MeshUnservedRoute names the rule that answers the mesh's callers 503 when
-// the app has no release of their environment or of the mesh environment.
-const MeshUnservedRoute = "mesh-unserved"
+// namespaceBranchRouteName and namespaceRouteName name an environment's rules
+// for the pods of the namespaces labelled with it; labelledBranchRouteName and
+// labelledRouteName the mesh environment's rules for the pods labelled with
+// it, which then come before those (see makeRoutes).
+func namespaceBranchRouteName(env, branch string) string { return "ns-branch-" + env + "." + branch }
+func namespaceRouteName(env string) string               { return "ns-" + env }
+func labelledBranchRouteName(env, branch string) string  { return "mesh-labelled-branch-" + env + "." + branch }
+func labelledRouteName(env string) string                { return "mesh-labelled-" + env }
+
+// MeshUnservedRoute names the rule that answers 503 to the mesh's other
+// callers when the app has no Available release of the mesh environment (a
+// dot: no environment's rule is named so).
+const MeshUnservedRoute = "mesh.unserved"

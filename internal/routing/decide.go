@@ -118,20 +118,24 @@ func enforceRouteBudget(byEnv map[string][]Release, hosts map[string][]string, s
 			created[r.Name] = r
 		}
 	}
-	// An environment's split is one rule at the gateway (when it has hosts)
-	// and one in the mesh; a branch one at the gateway and two in the mesh
-	// (by header or baggage, by the calling pod's label): see makeRoutes.
-	for env, split := range splits {
-		if len(split) > 0 {
-			used += boolInt(len(hosts[env]) > 0) + 1
-		}
+	// An environment's split is one rule at the gateway (when it has hosts
+	// and a split) and one in the mesh (its split, or a 503); a branch one at
+	// the gateway and two in the mesh (by header or baggage, by the calling
+	// pod's label). Labelled namespaces: a rule more per environment and
+	// branch of theirs, and the mesh environment's copies. See makeRoutes.
+	envs := sortedKeys(byEnv)
+	byNamespace := namespaceEnvironments(envs, opts)
+	copies := len(byNamespace) > 0
+	for _, env := range envs {
+		used += boolInt(len(hosts[env]) > 0 && len(splits[env]) > 0) + 1 +
+			boolInt(len(byNamespace[env]) > 0) + boolInt(copies && env == opts.MeshEnvironment)
 	}
-	if len(splits[opts.MeshEnvironment]) == 0 {
+	if _, ok := byEnv[opts.MeshEnvironment]; !ok {
 		used++ // MeshUnservedRoute
 	}
 	for env, heads := range branches {
 		for _, h := range heads {
-			cost := boolInt(len(hosts[env]) > 0) + 2
+			cost := boolInt(len(hosts[env]) > 0) + 2 + boolInt(len(byNamespace[env]) > 0) + boolInt(copies && env == opts.MeshEnvironment)
 			served := cur.Routes[branchRouteName(env, h.Branch)] || cur.Routes[meshBranchRouteName(env, h.Branch)]
 			cands = append(cands, candidate{env: env, head: h, cost: cost, rel: created[h.Release], served: served})
 		}
@@ -287,7 +291,7 @@ func decideBranches(rs []Release, out map[string]Outcome) []branchHead {
 		case r.Available:
 			heads[r.Branch] = &rs[i]
 			out[r.Name] = Outcome{Phase: v1alpha1.PhaseLive, Weight: 100, Ready: true, Reason: v1alpha1.ReasonRouted,
-				Message: "branch " + r.Branch + " of environment " + r.Environment + ": requests with its header go here"}
+				Message: "branch " + r.Branch + " of environment " + r.Environment + ": requests naming it (header or baggage) and calls from its environment's pods of the same branch go here"}
 			routed = append(routed, branchHead{Branch: r.Branch,
 				Destination: Destination{Release: r.Name, Subset: SubsetName(r.Name), Weight: 100}})
 		default:

@@ -22,6 +22,8 @@ type Request struct {
 	// SourceLabels are the labels of the calling pod (Mesh only); nil: a pod
 	// without labels.
 	SourceLabels map[string]string
+	// SourceNamespace is the calling pod's namespace (Mesh only).
+	SourceNamespace string
 }
 
 // RuleVerdict says whether one rule of a VirtualService matched a request and why not.
@@ -135,6 +137,9 @@ func sourceMatch(m *networking.HTTPMatchRequest, gateway string, req Request) st
 			}
 			return "only for callers labelled " + strings.Join(want, ",")
 		}
+	}
+	if ns := m.GetSourceNamespace(); ns != "" && (!req.Mesh || req.SourceNamespace != ns) {
+		return "only for callers in namespace " + ns
 	}
 	return ""
 }

@@ -58,17 +58,40 @@ func makeRoutes(envs []string, hosts map[string][]string, splits map[string][]De
 	mesh := opts.MeshEnvironment
 	for _, env := range envs {
 		if env != mesh {
-			routes = appendMeshRoutes(routes, env, env, splits[env], branches[env])
+			routes = appendMeshRoutes(routes, env, env, splits[env], branches[env], true)
 		}
 	}
-	routes = appendMeshRoutes(routes, mesh, "", splits[mesh], branches[mesh])
-	if len(splits[mesh]) == 0 && len(routes) > 0 {
-		// Some caller is routed, so the VirtualService is bound to the
-		// mesh. Without this rule, a caller no rule is for would be sent, by Istio, to
-		// the app's Service as a whole, every environment's and branch's pods
-		// (or, when the environments have hosts, answered 404): production
-		// traffic must never reach a staging build.
-		routes = append(routes, Route{Name: MeshUnservedRoute, Gateway: MeshGateway, Environment: mesh})
+	callerRules := true
+	if byNamespace := namespaceEnvironments(envs, opts); len(byNamespace) > 0 {
+		// Pods of labelled namespaces come after every pod whose own label
+		// names an environment of the app: the mesh environment's labelled
+		// pods first get their own copy of its rules.
+		for _, b := range branches[mesh] {
+			routes = append(routes, Route{Name: labelledBranchRouteName(mesh, b.Branch), Gateway: MeshGateway, Branch: b.Branch,
+				Environment: mesh, SourceEnvironment: mesh, Destinations: []Destination{b.Destination}})
+		}
+		routes = appendCallerRoutes(routes, mesh, branches[mesh])
+		callerRules = false
+		routes = append(routes, Route{Name: labelledRouteName(mesh), Gateway: MeshGateway, Environment: mesh,
+			SourceEnvironment: mesh, Destinations: splits[mesh]})
+		for _, env := range envs {
+			nss := byNamespace[env]
+			if len(nss) == 0 {
+				continue
+			}
+			for _, b := range branches[env] {
+				routes = append(routes, Route{Name: namespaceBranchRouteName(env, b.Branch), Gateway: MeshGateway, Branch: b.Branch,
+					Environment: env, SourceNamespaces: nss, Destinations: []Destination{b.Destination}})
+			}
+			routes = append(routes, Route{Name: namespaceRouteName(env), Gateway: MeshGateway, Environment: env,
+				SourceNamespaces: nss, Destinations: splits[env]})
+		}
+	}
+	routes = appendMeshRoutes(routes, mesh, "", splits[mesh], branches[mesh], callerRules)
+	if !slices.ContainsFunc(routes, func(r Route) bool { return len(r.Destinations) > 0 }) {
+		// Nothing is routable yet: no VirtualService (and no 503 either;
+		// the Service has no ready pod).
+		routes = routes[:0]
 	}
 	for _, env := range envs {
 		if len(hosts[env]) == 0 {
@@ -89,26 +112,58 @@ func makeRoutes(envs []string, hosts map[string][]string, splits map[string][]De
 	return routes
 }
 
-// appendMeshRoutes appends an environment's rules for calls to the app's
-// Service from callers of environment source ("": any caller): its branches
-// by header or baggage, then its branches by the calling pod's branch label
-// (a header names a branch explicitly, so it wins over the caller's own), then
-// its split. A caller whose environment has no split here falls through to
-// the rules after these.
-func appendMeshRoutes(routes []Route, env, source string, split []Destination, heads []branchHead) []Route {
-	for _, b := range heads {
-		routes = append(routes, Route{Name: meshBranchRouteName(env, b.Branch), Gateway: MeshGateway, Branch: b.Branch,
-			Environment: env, SourceEnvironment: source, Destinations: []Destination{b.Destination}})
-	}
+// appendCallerRoutes appends an environment's branch rules for the pods of
+// each branch (by their branch label).
+func appendCallerRoutes(routes []Route, env string, heads []branchHead) []Route {
 	for _, b := range heads {
 		routes = append(routes, Route{Name: meshCallerRouteName(env, b.Branch), Gateway: MeshGateway, Environment: env,
 			SourceEnvironment: env, SourceBranch: b.Branch, Destinations: []Destination{b.Destination}})
 	}
-	if len(split) > 0 {
-		routes = append(routes, Route{Name: meshRouteName(env), Gateway: MeshGateway, Environment: env,
-			SourceEnvironment: source, Destinations: split})
-	}
 	return routes
+}
+
+// namespaceEnvironments are the namespaces labelled with each environment of
+// the app other than the mesh environment (whose callers are the default
+// anyway), sorted.
+func namespaceEnvironments(envs []string, opts Options) map[string][]string {
+	if len(opts.NamespaceEnvironments) == 0 {
+		return nil
+	}
+	out := map[string][]string{}
+	for ns, env := range opts.NamespaceEnvironments {
+		if env != opts.MeshEnvironment && slices.Contains(envs, env) {
+			out[env] = append(out[env], ns)
+		}
+	}
+	for _, nss := range out {
+		slices.Sort(nss)
+	}
+	return out
+}
+
+// appendMeshRoutes appends an environment's rules for calls to the app's
+// Service from callers of environment source ("": any caller): its branches
+// by header or baggage, then its branches by the calling pod's branch label
+// (a header names a branch explicitly, so it wins over the caller's own), then
+// its split, or a 503 while it has none.
+func appendMeshRoutes(routes []Route, env, source string, split []Destination, heads []branchHead, callerRules bool) []Route {
+	for _, b := range heads {
+		routes = append(routes, Route{Name: meshBranchRouteName(env, b.Branch), Gateway: MeshGateway, Branch: b.Branch,
+			Environment: env, SourceEnvironment: source, Destinations: []Destination{b.Destination}})
+	}
+	if callerRules {
+		routes = appendCallerRoutes(routes, env, heads)
+	}
+	name := meshRouteName(env)
+	if source == "" && len(split) == 0 {
+		name = MeshUnservedRoute
+	}
+	// Without a split (no Available stable or canary), the rule answers
+	// 503: a caller of an environment the app has is never sent to
+	// another environment's builds, and without the mesh's rule Istio
+	// would send any other caller to the app's Service as a whole, every
+	// environment's and branch's pods (or answer 404).
+	return append(routes, Route{Name: name, Gateway: MeshGateway, Environment: env, SourceEnvironment: source, Destinations: split})
 }
 
 // MakeVirtualService is the app's VirtualService spec for a decision, or nil
@@ -185,18 +240,26 @@ func makeHTTPRoute(svc string, r Route, opts Options, patterns map[string]*netwo
 		// Only requests to the app's Service itself: a sidecar also intercepts
 		// the environments' hosts, which the host rules serve.
 		authority := pattern(patterns, serviceNames(svc)...)
-		route.Match = branchMatches(route.Match, func() *networking.HTTPMatchRequest {
-			m := &networking.HTTPMatchRequest{Authority: authority}
-			if r.SourceEnvironment != "" {
-				// No gateways on this match: Istio ignores sourceLabels on a
-				// match that names gateways. A gateway's pods never carry
-				// these labels, so the gateway drops the match all the same.
-				m.SourceLabels = CallerLabels(r.SourceEnvironment, r.SourceBranch)
-			} else {
-				m.Gateways = []string{MeshGateway}
-			}
-			return m
-		}, r.Branch, opts)
+		sources := r.SourceNamespaces
+		if len(sources) == 0 {
+			sources = []string{""}
+		}
+		for _, ns := range sources {
+			route.Match = branchMatches(route.Match, func() *networking.HTTPMatchRequest {
+				m := &networking.HTTPMatchRequest{Authority: authority, SourceNamespace: ns}
+				switch {
+				case r.SourceEnvironment != "":
+					// No gateways on this match: Istio ignores sourceLabels
+					// (and sourceNamespace) on a match that names gateways. A
+					// gateway's pods never carry these labels, so the gateway
+					// drops the match all the same.
+					m.SourceLabels = CallerLabels(r.SourceEnvironment, r.SourceBranch)
+				case ns == "":
+					m.Gateways = []string{MeshGateway}
+				}
+				return m
+			}, r.Branch, opts)
+		}
 	} else {
 		// No gateway binding: a host rule serves its hosts wherever a request
 		// for them arrives, at the ingress gateway or (when the VirtualService
@@ -208,10 +271,13 @@ func makeHTTPRoute(svc string, r Route, opts Options, patterns map[string]*netwo
 		}
 	}
 	if len(r.Destinations) == 0 {
+		body := fmt.Sprintf("environment %s of %s has no Available release to serve its callers\n", r.Environment, svc)
+		if r.Name == MeshUnservedRoute {
+			body = fmt.Sprintf("%s has no Available release of the caller's environment, nor of %s, the mesh environment\n",
+				svc, opts.MeshEnvironment)
+		}
 		route.DirectResponse = &networking.HTTPDirectResponse{Status: 503, Body: &networking.HTTPBody{
-			Specifier: &networking.HTTPBody_String_{String_: fmt.Sprintf(
-				"no release of %s serves this caller: it has no release of the caller's environment, nor of %s, the mesh environment\n",
-				svc, opts.MeshEnvironment)}}}
+			Specifier: &networking.HTTPBody_String_{String_: body}}}
 	}
 	for _, d := range r.Destinations {
 		dst := &networking.HTTPRouteDestination{

@@ -33,6 +33,11 @@ type Options struct {
 	// from callers of no environment the app has: pods without an
 	// EnvironmentLabel, or labelled with an environment the app lacks.
 	MeshEnvironment string
+	// NamespaceEnvironments maps a namespace to the environment its
+	// EnvironmentLabel names (the Namespace object's label): a pod there is
+	// that environment's caller unless its own label names another
+	// environment of the app. Read from the cluster for each rebuild.
+	NamespaceEnvironments map[string]string
 	// ServedByHeader names a response header set to the name of the
 	// AppRelease that served the request, so a tester sees where a request
 	// went. Empty: no header.
@@ -128,6 +133,10 @@ type Route struct {
 	// sourceLabels, evaluated per sidecar); empty SourceEnvironment: any caller.
 	SourceEnvironment string
 	SourceBranch      string
+	// SourceNamespaces are the namespaces whose pods a mesh rule is for
+	// (Istio's sourceNamespace, one match each): the namespaces labelled with
+	// its environment. Set, SourceEnvironment is not.
+	SourceNamespaces []string
 	// Environment the rule serves.
 	Environment string
 	// Destinations with their weights, summing to 100, in subset order; none

@@ -19,8 +19,10 @@ import (
 type Row struct {
 	Rule                                          string `json:"rule"`
 	Gateway, Host, Header, Release, Subset, Phase string
-	// From is the callers the rule is for: "any", or the calling pods'
-	// environment and branch labels ("staging", "staging/feature-x").
+	// From is the callers the rule is for: "any" (at the gateway, or any
+	// caller no earlier rule is for), the calling pods' environment and
+	// branch labels ("staging", "staging/feature-x"), or a namespace
+	// labelled with an environment ("ns:staging-jobs").
 	From   string
 	Weight int32
 }
@@ -47,6 +49,8 @@ func Rows(vs *networking.VirtualService, releases []v1alpha1.AppRelease) []Row {
 				if b := sl[routing.BranchLabel]; b != "" {
 					from += "/" + b
 				}
+			} else if ns := m.GetSourceNamespace(); ns != "" {
+				gw, from = "mesh", "ns:"+ns
 			}
 			host := strings.Join(routing.AuthorityHosts(m.GetAuthority()), ",")
 			if gw == "mesh" || host == "" {
@@ -76,7 +80,7 @@ func Rows(vs *networking.VirtualService, releases []v1alpha1.AppRelease) []Row {
 				}
 			}
 			if dr := h.GetDirectResponse(); dr != nil {
-				rows = append(rows, Row{Rule: h.GetName(), Gateway: gw, Host: host, Header: header, From: "other",
+				rows = append(rows, Row{Rule: h.GetName(), Gateway: gw, Host: host, Header: header, From: from,
 					Phase: fmt.Sprintf("answers %d", dr.GetStatus())})
 			}
 			for _, d := range h.GetRoute() {

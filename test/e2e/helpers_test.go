@@ -187,7 +187,9 @@ func checkSnapshot(g Gomega, s snapshot) {
 	}
 	for _, h := range s.vs.Spec.Http {
 		if h.DirectResponse != nil {
-			g.Expect(h.Name).To(Equal(routing.MeshUnservedRoute), "route %s answers %d", h.Name, h.DirectResponse.Status)
+			// A mesh rule for callers of an environment without an Available release.
+			g.Expect(h.DirectResponse.Status).To(BeEquivalentTo(503), "route %s", h.Name)
+			g.Expect(h.Name).To(HavePrefix("mesh"))
 			g.Expect(h.Route).To(BeEmpty())
 			continue
 		}
@@ -422,6 +424,13 @@ func checkServes(g Gomega, ns string, s snapshot) {
 		got, err := j.ServeFrom(c, app, headers)
 		g.Expect(err).NotTo(HaveOccurred(), "from %v %v", c, headers)
 		g.Expect(got).To(Equal(want), "Istio serves a call from %v with %v", c, headers)
+		ex := routing.Explain(&s.vs.Spec, istio.IngressGateway, routing.Request{Mesh: true, Host: app, Headers: headers,
+			SourceLabels: labels, SourceNamespace: ns})
+		mine := map[string]int32{}
+		for _, d := range ex.Split {
+			mine[d.Subset] = d.Weight
+		}
+		g.Expect(mine).To(Equal(got), "kubectl switchyard explain and Istio disagree on a call from %v with %v", c, headers)
 	}
 	for env, e := range envs {
 		if len(e.split) > 0 {

@@ -5,6 +5,7 @@ import (
 	. "github.com/onsi/gomega"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/switchyard-dev/switchyard/internal/routing"
@@ -105,5 +106,26 @@ var _ = Describe("Environments across services", func() {
 		Expect(code).To(Equal(0), out)
 		Expect(out).To(MatchRegexp(`mesh\s+\(the app's Service\)\s+staging/feature-x\s+-\s+payments-x\s+Live\s+100%`))
 		Expect(out).To(MatchRegexp(`\s+staging\s+-\s+payments-s1\s+Live\s+100%`))
+
+		By("a namespace labelled staging makes its pods staging's callers; unlabelled, production's again")
+		jobs := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns + "-jobs", Labels: map[string]string{routing.EnvironmentLabel: "staging"}}}
+		Expect(k8s.Create(ctx, jobs)).To(Succeed())
+		DeferCleanup(func() { Expect(client.IgnoreNotFound(k8s.Delete(ctx, jobs))).To(Succeed()) })
+		job := istio.Caller{Namespace: jobs.Name}
+		servedToJob := func(g Gomega) map[string]int32 {
+			vs, dr := &networkingv1.VirtualService{}, &networkingv1.DestinationRule{}
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "orders"}, vs)).To(Succeed())
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "orders"}, dr)).To(Succeed())
+			j, err := istio.NewJudge(ns, "orders", &vs.Spec, &dr.Spec, job)
+			g.Expect(err).NotTo(HaveOccurred())
+			got, err := j.ServeFrom(job, "orders."+ns, nil)
+			g.Expect(err).NotTo(HaveOccurred())
+			return got
+		}
+		Eventually(servedToJob).Should(Equal(map[string]int32{"orders-s1": 100}))
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(jobs), jobs)).To(Succeed())
+		delete(jobs.Labels, routing.EnvironmentLabel)
+		Expect(k8s.Update(ctx, jobs)).To(Succeed())
+		Eventually(servedToJob).Should(Equal(map[string]int32{"orders-v1": 100}))
 	})
 })

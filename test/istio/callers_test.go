@@ -24,8 +24,10 @@ func svcRelease(app, name string, minute int, env, branch string, canary int32, 
 }
 
 // threeServices: frontend → orders → payments, in one namespace. Only the
-// frontend has hosts; orders has a production branch, payments a staging
-// branch of the frontend's name and a pre-staging environment nobody else has.
+// frontend has hosts; orders has a production branch and a demo environment
+// whose one release is down; payments a staging branch of the frontend's
+// name, a pre-staging environment nobody else has and a preview environment
+// with a branch only.
 func threeServices() []service {
 	return []service{
 		{"frontend", []routing.Release{
@@ -38,6 +40,7 @@ func threeServices() []service {
 			svcRelease("orders", "v1", 0, "production", "", 0),
 			svcRelease("orders", "s1", 1, "staging", "", 0),
 			svcRelease("orders", "p", 2, "production", "feature-p", 0),
+			down(svcRelease("orders", "d1", 3, "demo", "", 0)),
 		}},
 		{"payments", []routing.Release{
 			svcRelease("payments", "v1", 0, "production", "", 0),
@@ -45,33 +48,42 @@ func threeServices() []service {
 			svcRelease("payments", "s1", 2, "staging", "", 0),
 			svcRelease("payments", "x", 3, "staging", "feature-x", 0),
 			svcRelease("payments", "ps1", 4, "pre-staging", "", 0),
+			svcRelease("payments", "q", 5, "preview", "feature-q", 0),
 		}},
 	}
+}
+
+func down(r routing.Release) routing.Release {
+	r.Available = false
+	return r
 }
 
 // want is the promise of issue #15, written from the releases alone: a
 // caller of an environment the service has gets that environment (a branch
 // named by header or baggage first, then the caller's own branch, then the
-// environment's split); any other caller gets the mesh environment (its
-// branch by header, else its split). Every environment here has a stable.
+// environment's split, or a 503 while it has no Available release); any
+// other caller gets the mesh environment (its branch by header, else its
+// split). nil: answered 503.
 func (s service) want(callerEnv, callerBranch, header string) map[string]int32 {
+	live := map[string]bool{}
 	splits := map[string]map[string]int32{}
 	branches := map[string]map[string]string{}
 	for _, r := range s.releases {
-		if splits[r.Environment] == nil {
+		live[r.Environment] = true
+		if branches[r.Environment] == nil {
 			splits[r.Environment], branches[r.Environment] = map[string]int32{}, map[string]string{}
 		}
-		if r.Branch != "" {
+		if r.Branch != "" && r.Available {
 			branches[r.Environment][r.Branch] = r.Name
 		}
 	}
 	for _, r := range s.releases {
-		if r.Branch == "" && r.Canary != nil {
+		if r.Branch == "" && r.Canary != nil && r.Available {
 			splits[r.Environment][r.Name] = *r.Canary
 		}
 	}
 	for _, r := range s.releases {
-		if r.Branch == "" && r.Canary == nil {
+		if r.Branch == "" && r.Canary == nil && r.Available {
 			rest := int32(100)
 			for _, w := range splits[r.Environment] {
 				rest -= w
@@ -80,13 +92,16 @@ func (s service) want(callerEnv, callerBranch, header string) map[string]int32 {
 		}
 	}
 	env := callerEnv
-	if splits[env] == nil {
+	if !live[env] {
 		env, callerBranch = opts.MeshEnvironment, ""
 	}
 	for _, b := range []string{header, callerBranch} {
 		if name, ok := branches[env][b]; ok && b != "" {
 			return map[string]int32{name: 100}
 		}
+	}
+	if len(splits[env]) == 0 {
+		return nil
 	}
 	return splits[env]
 }
@@ -95,9 +110,9 @@ func (s service) want(callerEnv, callerBranch, header string) map[string]int32 {
 func (s service) judge(t *testing.T, callers []Caller) (*Judge, *networking.VirtualService) {
 	t.Helper()
 	d := routing.Decide(s.releases, opts)
-	for name, o := range d.Outcomes {
-		if !o.Ready {
-			t.Fatalf("%s: release %s is not Ready: %s", s.name, name, o.Message)
+	for _, r := range s.releases {
+		if o := d.Outcomes[r.Name]; o.Ready != r.Available {
+			t.Fatalf("%s: release %s is Ready=%v: %s", s.name, r.Name, o.Ready, o.Message)
 		}
 	}
 	vs, dr := routing.MakeVirtualService(ns, s.name, d, opts), routing.MakeDestinationRule(ns, s.name, d)
@@ -126,7 +141,8 @@ func TestEnvironmentsHoldAcrossServices(t *testing.T) {
 		labels      map[string]string
 	}
 	callers := []caller{{name: "a pod of no environment"}, {name: "a pod of environment qa", env: "qa"},
-		{name: "a job labelled staging", env: "staging"}}
+		{name: "a job labelled staging", env: "staging"}, {name: "a job labelled preview", env: "preview"},
+		{name: "a job labelled demo", env: "demo"}}
 	for _, s := range services {
 		for _, r := range s.releases {
 			callers = append(callers, caller{name: "a pod of " + r.Name, env: r.Environment, branch: r.Branch})
@@ -158,10 +174,15 @@ func TestEnvironmentsHoldAcrossServices(t *testing.T) {
 				want := s.want(c.env, c.branch, header)
 				for _, host := range []string{s.name, routing.ServiceHost(ns, s.name)} {
 					got, err := j.ServeFrom(Caller{Labels: c.labels}, host, headers)
-					if err != nil || !maps.Equal(got, want) {
+					switch {
+					case want == nil:
+						if served, _ := j.ExplainFrom(Caller{Labels: c.labels}, host, headers); !errors.Is(err, ErrNotApp) || served.Status != 503 {
+							t.Errorf("%s calls %s with %s: Istio serves %v (%v), want a 503", c.name, host, hname, got, err)
+						}
+					case err != nil || !maps.Equal(got, want):
 						t.Errorf("%s calls %s with %s: Istio serves %v (%v), want %v", c.name, host, hname, got, err, want)
 					}
-					ex := routing.Explain(vs, opts.Gateway, routing.Request{Mesh: true, Host: host, Headers: headers, SourceLabels: c.labels})
+					ex := routing.Explain(vs, opts.Gateway, routing.Request{Mesh: true, Host: host, Headers: headers, SourceLabels: c.labels, SourceNamespace: ns})
 					mine := map[string]int32{}
 					for _, d := range ex.Split {
 						mine[d.Subset] = d.Weight
@@ -290,5 +311,50 @@ func TestServedByHeader(t *testing.T) {
 	j, _ = judgeOf(t, rs)
 	if s, _ := j.Explain(Gateway, prodHost, nil); len(s.ResponseHeaders) > 0 {
 		t.Errorf("without the flag, responses carry %v", s.ResponseHeaders)
+	}
+}
+
+// TestNamespaceLabelNamesTheEnvironment: the pods of a namespace labelled
+// switchyard.dev/environment=staging (opts.NamespaceEnvironments) are
+// staging's callers, unless their own label names another environment of
+// the app; a namespace labelled with an environment the app lacks changes
+// nothing.
+func TestNamespaceLabelNamesTheEnvironment(t *testing.T) {
+	services := threeServices()
+	job := Caller{Namespace: jobsNamespace}
+	prodPod := Caller{Namespace: jobsNamespace, Labels: routing.CallerLabels("production", "")}
+	branchPod := Caller{Namespace: jobsNamespace, Labels: routing.CallerLabels("staging", "feature-x")}
+	qa := Caller{Namespace: "qa-jobs"}
+	feature := map[string]string{"x-branch": "feature-x"}
+	for _, tc := range []struct {
+		callee  int
+		from    Caller
+		headers map[string]string
+		want    map[string]int32
+	}{
+		{1, job, nil, map[string]int32{"orders-s1": 100}},
+		{2, job, nil, map[string]int32{"payments-s1": 100}},
+		{2, job, feature, map[string]int32{"payments-x": 100}},
+		{2, prodPod, nil, map[string]int32{"payments-v1": 50, "payments-v2": 50}},
+		{2, prodPod, feature, map[string]int32{"payments-v1": 50, "payments-v2": 50}},
+		{2, branchPod, nil, map[string]int32{"payments-x": 100}},
+		{1, qa, nil, map[string]int32{"orders-v1": 100}},
+	} {
+		s := services[tc.callee]
+		j, vs := s.judge(t, []Caller{tc.from})
+		host := routing.ServiceHost(ns, s.name)
+		got, err := j.ServeFrom(tc.from, host, tc.headers)
+		if err != nil || !maps.Equal(got, tc.want) {
+			t.Errorf("%s calls %s with %v: served %v (%v), want %v", tc.from, s.name, tc.headers, got, err, tc.want)
+		}
+		ex := routing.Explain(vs, opts.Gateway, routing.Request{Mesh: true, Host: host, Headers: tc.headers,
+			SourceLabels: tc.from.Labels, SourceNamespace: tc.from.Namespace})
+		mine := map[string]int32{}
+		for _, d := range ex.Split {
+			mine[d.Subset] = d.Weight
+		}
+		if !maps.Equal(mine, got) {
+			t.Errorf("%s calls %s with %v: routing.Explain says %v, Istio %v", tc.from, s.name, tc.headers, mine, got)
+		}
 	}
 }

@@ -161,8 +161,8 @@ func NewJudge(namespace, app string, vs *networking.VirtualService, dr *networki
 
 	for _, h := range vs.GetHttp() {
 		for _, m := range h.GetMatch() {
-			if len(m.GetSourceLabels()) > 0 {
-				callers = append(callers, Caller{Labels: m.GetSourceLabels()})
+			if len(m.GetSourceLabels()) > 0 || m.GetSourceNamespace() != "" {
+				callers = append(callers, Caller{Namespace: m.GetSourceNamespace(), Labels: m.GetSourceLabels()})
 			}
 		}
 	}
@@ -442,6 +442,9 @@ func (j *Judge) CheckRoutes(routes []routing.Route, opts routing.Options) []erro
 			if r.SourceEnvironment != "" {
 				caller = &Caller{Labels: routing.CallerLabels(r.SourceEnvironment, r.SourceBranch)}
 			}
+			if len(r.SourceNamespaces) > 0 {
+				caller = &Caller{Namespace: r.SourceNamespaces[0]}
+			}
 		case IngressGateway:
 		default:
 			errs = append(errs, fmt.Errorf("route %s is bound to gateway %s; the judge has only %s and the mesh",
@@ -487,6 +490,9 @@ func RouteCallers(routes []routing.Route) []Caller {
 	for _, r := range routes {
 		if r.Gateway == routing.MeshGateway && r.SourceEnvironment != "" {
 			out = append(out, Caller{Labels: routing.CallerLabels(r.SourceEnvironment, r.SourceBranch)})
+		}
+		for _, ns := range r.SourceNamespaces {
+			out = append(out, Caller{Namespace: ns})
 		}
 	}
 	return out

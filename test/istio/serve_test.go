@@ -58,15 +58,21 @@ func judgeOf(t testing.TB, in []routing.Release) (*Judge, routing.Decision) {
 	if err := Validate(ns, app, vs, dr); err != nil {
 		t.Fatalf("Istio refuses the builder's output: %v", err)
 	}
-	j, err := NewJudge(ns, app, vs, dr, append(RouteCallers(d.Routes), qaCaller)...)
+	j, err := NewJudge(ns, app, vs, dr, append(RouteCallers(d.Routes), qaCaller, jobCaller, prodJobCaller)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return j, d
 }
 
-// qaCaller is a pod of an environment no app of the tests has.
-var qaCaller = Caller{Labels: routing.CallerLabels("qa", "")}
+// qaCaller is a pod of an environment no app of the tests has; jobCaller
+// an unlabelled pod of the namespace labelled staging, prodJobCaller one
+// labelled production there.
+var (
+	qaCaller      = Caller{Labels: routing.CallerLabels("qa", "")}
+	jobCaller     = Caller{Namespace: jobsNamespace}
+	prodJobCaller = Caller{Namespace: jobsNamespace, Labels: routing.CallerLabels("production", "")}
+)
 
 type request struct {
 	via     Via
@@ -371,11 +377,12 @@ func checkExplainAgrees(t *testing.T, j *Judge, vs *networking.VirtualService) {
 		via    Via
 		caller *Caller
 	}
-	sources := []source{{Gateway, nil}, {Mesh, nil}, {Mesh, &qaCaller}}
+	sources := []source{{Gateway, nil}, {Mesh, nil}, {Mesh, &qaCaller}, {Mesh, &jobCaller}, {Mesh, &prodJobCaller}}
 	seen := map[string]bool{}
 	for _, h := range vs.GetHttp() {
 		for _, m := range h.GetMatch() {
-			if c := (Caller{Labels: m.GetSourceLabels()}); len(c.Labels) > 0 && !seen[c.String()] {
+			c := Caller{Namespace: m.GetSourceNamespace(), Labels: m.GetSourceLabels()}
+			if (len(c.Labels) > 0 || c.Namespace != "") && !seen[c.String()] {
 				seen[c.String()] = true
 				sources = append(sources, source{Mesh, &c})
 			}
@@ -388,11 +395,16 @@ func checkExplainAgrees(t *testing.T, j *Judge, vs *networking.VirtualService) {
 				for _, headers := range branchHeaders(b) {
 					got, err := j.Explain(via, host, headers)
 					var labels map[string]string
+					from := ns
 					if src.caller != nil {
 						got, err = j.ExplainFrom(*src.caller, host, headers)
 						labels = src.caller.Labels
+						if src.caller.Namespace != "" {
+							from = src.caller.Namespace
+						}
 					}
-					ex := routing.Explain(vs, opts.Gateway, routing.Request{Mesh: via == Mesh, Host: host, Headers: headers, SourceLabels: labels})
+					ex := routing.Explain(vs, opts.Gateway, routing.Request{Mesh: via == Mesh, Host: host, Headers: headers,
+						SourceLabels: labels, SourceNamespace: from})
 					req := request{via, host, headers}
 					switch {
 					case via == Mesh && !meshBound:
@@ -405,7 +417,8 @@ func checkExplainAgrees(t *testing.T, j *Judge, vs *networking.VirtualService) {
 						}
 						continue
 					case via == Mesh && got.Route == "allow_any":
-						if slices.Contains(serviceNames, host) || slices.Contains(vs.GetHosts(), strings.ToLower(host)) {
+						// From another namespace, the short name is another Service's.
+						if (slices.Contains(serviceNames, host) && (from == ns || host != app)) || slices.Contains(vs.GetHosts(), strings.ToLower(host)) {
 							t.Errorf("%v: the sidecar passes a host of the VirtualService through", req)
 						}
 						continue
@@ -469,7 +482,8 @@ func TestCheckRoutesBites(t *testing.T) {
 			for _, m := range vs.Http[ruleIndex(vs, "mesh-staging")].Match {
 				m.Gateways = []string{routing.MeshGateway}
 			}
-		}, []string{"mesh-branch-production.feature-p7", "mesh-caller-production.feature-p7", "mesh-production"}},
+		}, []string{"mesh-labelled-branch-production.feature-p7", "mesh-caller-production.feature-p7", "mesh-labelled-production",
+			"ns-branch-staging.feature-jp12", "ns-staging", "mesh-branch-production.feature-p7", "mesh-production"}},
 		"a branch's caller rule without the caller's branch": {func(vs *networking.VirtualService) {
 			delete(vs.Http[ruleIndex(vs, "mesh-caller-staging.feature-jp12")].Match[0].SourceLabels, routing.BranchLabel)
 		}, []string{"mesh-staging"}},

@@ -10,7 +10,11 @@ import (
 	"github.com/switchyard-dev/switchyard/internal/routing/routingtest"
 )
 
-var opts = routing.Options{BranchHeader: "x-branch", BaggageKey: "x-branch", Gateway: "istio-system/ingressgateway", MeshEnvironment: "production", KeepPrevious: 1}
+var opts = routing.Options{BranchHeader: "x-branch", BaggageKey: "x-branch", Gateway: "istio-system/ingressgateway", MeshEnvironment: "production", KeepPrevious: 1,
+	NamespaceEnvironments: map[string]string{jobsNamespace: "staging", "production-jobs": "production", "qa-jobs": "qa"}}
+
+// jobsNamespace is a namespace labelled switchyard.dev/environment=staging.
+const jobsNamespace = "staging-jobs"
 
 // TestValidateBites shows that Istio's validation refuses what our CRD
 // schemas would let through, so a pass below means something.
