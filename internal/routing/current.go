@@ -65,8 +65,10 @@ func meshRouteName(env string) string               { return "mesh-" + env }
 // it, which then come before those (see makeRoutes).
 func namespaceBranchRouteName(env, branch string) string { return "ns-branch-" + env + "." + branch }
 func namespaceRouteName(env string) string               { return "ns-" + env }
-func labelledBranchRouteName(env, branch string) string  { return "mesh-labelled-branch-" + env + "." + branch }
-func labelledRouteName(env string) string                { return "mesh-labelled-" + env }
+func labelledBranchRouteName(env, branch string) string {
+	return "mesh-labelled-branch-" + env + "." + branch
+}
+func labelledRouteName(env string) string { return "mesh-labelled-" + env }
 
 // MeshUnservedRoute names the rule that answers 503 to the mesh's other
 // callers when the app has no Available release of the mesh environment (a
