@@ -190,7 +190,8 @@ var _ = Describe("Faults", func() {
 			})
 		})
 		Eventually(func() int { return countReleases(ns) }).Should(BeNumerically(">=", 4))
-		operator, _ = runOperator("upgrade-new.log", args...)
+		// The suite scrapes metricsURL later: it names the operator that runs.
+		operator, metricsURL = runOperator("upgrade-new.log", args...)
 		old.Stop() // the rolling update ends the old pod: it releases the Lease
 		wg.Wait()
 		for i := range n {

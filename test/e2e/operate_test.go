@@ -116,6 +116,15 @@ var _ = Describe("Operations", func() {
 		Eventually(state(ns, "shop-v1")).Should(Equal("Live 100 True/Routed"))
 
 		By("refusing an anonymous scrape, and one by an identity without the chart's metrics-reader role")
+		// The operator may have just been restarted by another spec: its
+		// metrics endpoint listens a moment after it starts reconciling.
+		Eventually(func() error {
+			resp, err := get(metricsURL, "")
+			if err == nil {
+				resp.Body.Close()
+			}
+			return err
+		}).Should(Succeed())
 		Expect(scrapeStatus(metricsURL, "")).To(Equal(http.StatusUnauthorized))
 		Expect(scrapeStatus(metricsURL, tokenOf("stranger", ""))).To(Equal(http.StatusForbidden))
 
