@@ -6,8 +6,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -22,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/switchyard-dev/switchyard/api/v1alpha1"
 	"github.com/switchyard-dev/switchyard/internal/routing"
 	"github.com/switchyard-dev/switchyard/internal/testenv"
 )
@@ -680,4 +683,165 @@ func (r *report) scale(ctx context.Context, b *bench, apps, perApp int) error {
 	r.add("4 memory", fmt.Sprintf("... restarted on %d AppReleases with GOMEMLIMIT=128MiB (the chart sets it from resources.limits.memory): RSS (live heap)", n10k),
 		fmt.Sprintf("%.0f MB (%.0f MB)", float64(rssLimited)/1e6, sum(f, "go_memstats_heap_alloc_bytes", nil)/1e6), "< 150 MB at 10,000", judge(rssLimited))
 	return nil
+}
+
+// sequential: a pipeline that applies a branch release, waits until it is
+// routed, deletes it and applies the next, with no pause, in an app of each
+// size: Deployment Available → routed against the floor, p50/p90.
+func (r *report) sequential(ctx context.Context, b *bench, sizes []int, samples int) error {
+	for _, size := range sizes {
+		ns, err := b.namespace(ctx)
+		if err != nil {
+			return err
+		}
+		obs, err := b.observe(ctx, ns, "shop")
+		if err != nil {
+			return err
+		}
+		existing := names("live", size-1)
+		if err := b.applyAll(ctx, ns, "shop", existing); err != nil {
+			obs.stop()
+			return err
+		}
+		if _, err := obs.waitRouted(ctx, existing, 10*time.Minute); err != nil {
+			obs.stop()
+			return fmt.Errorf("set up %d live releases: %w", size, err)
+		}
+		var gaps, floors []time.Duration
+		for i := range samples {
+			name := fmt.Sprintf("seq-%04d", i)
+			if err := b.apply(ctx, ns, "shop", name, branchSpec(name)); err != nil {
+				obs.stop()
+				return err
+			}
+			at, err := obs.waitRouted(ctx, []string{name}, 2*time.Minute)
+			if err != nil {
+				obs.stop()
+				return err
+			}
+			if avail, ok := obs.availableAt(name); ok {
+				gaps = append(gaps, at[name].Sub(avail))
+			}
+			if err := b.c.Delete(ctx, &v1alpha1.AppRelease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
+				obs.stop()
+				return err
+			}
+			// The floor is measured every fourth sample, so that the
+			// pipeline's cycles follow one another as a pipeline's do.
+			if i%4 == 3 {
+				floor, err := b.floor(ctx, ns)
+				if err != nil {
+					obs.stop()
+					return err
+				}
+				floors = append(floors, floor)
+			}
+		}
+		obs.stop()
+		a50, a90 := quantile(gaps, 0.5), quantile(gaps, 0.9)
+		f50, f90 := quantile(floors, 0.5), quantile(floors, 0.9)
+		r50, r90 := float64(a50)/float64(f50), float64(a90)/float64(f90)
+		r.add("1b sequential", fmt.Sprintf("%d releases, apply → routed → delete → next, %d times: Deployment Available → routed p50/p90, as a ratio to the floor (%s / %s)",
+			size, samples, ms(f50), ms(f90)), fmt.Sprintf("%s / %s = %.1f× / %.1f×", ms(a50), ms(a90), r50, r90),
+			"p50 ≤ 1.5×, p90 ≤ 2.5×", verdict(r50 <= 1.5 && r90 <= 2.5))
+	}
+	return nil
+}
+
+// crowded: a one-release app's Deployment Available → routed on an idle
+// cluster, then while another app of big live releases takes a burst.
+func (r *report) crowded(ctx context.Context, b *bench, big, burst, samples int) error {
+	quiet, err := b.namespace(ctx)
+	if err != nil {
+		return err
+	}
+	obs, err := b.observe(ctx, quiet, "quiet")
+	if err != nil {
+		return err
+	}
+	defer obs.stop()
+	probe := func(prefix string, n int, pause time.Duration) ([]time.Duration, error) {
+		var out []time.Duration
+		for i := range n {
+			time.Sleep(pause)
+			name := fmt.Sprintf("%s-%04d", prefix, i)
+			if err := b.apply(ctx, quiet, "quiet", name, map[string]any{"environment": "production",
+				"hosts": []any{"quiet.example.com"}, "image": "registry.example.com/quiet:" + name}); err != nil {
+				return nil, err
+			}
+			at, err := obs.waitRouted(ctx, []string{name}, 2*time.Minute)
+			if err != nil {
+				return nil, err
+			}
+			if avail, ok := obs.availableAt(name); ok {
+				out = append(out, at[name].Sub(avail))
+			}
+		}
+		return out, nil
+	}
+	idle, err := probe("idle", samples, 2*time.Second)
+	if err != nil {
+		return fmt.Errorf("idle: %w", err)
+	}
+
+	busy, err := b.namespace(ctx)
+	if err != nil {
+		return err
+	}
+	live := names("live", big)
+	if err := b.applyAll(ctx, busy, "shop", live); err != nil {
+		return err
+	}
+	bobs, err := b.observe(ctx, busy, "shop")
+	if err != nil {
+		return err
+	}
+	defer bobs.stop()
+	if _, err := bobs.waitRouted(ctx, live, 15*time.Minute); err != nil {
+		return fmt.Errorf("set up %d live releases: %w", big, err)
+	}
+	burstDone := make(chan error, 1)
+	go func() {
+		rel := names("burst", burst)
+		if err := b.applyAll(ctx, busy, "shop", rel); err != nil {
+			burstDone <- err
+			return
+		}
+		_, err := bobs.waitRouted(ctx, rel, 10*time.Minute)
+		burstDone <- err
+	}()
+	var crowded []time.Duration
+	for {
+		got, err := probe(fmt.Sprintf("busy%d", len(crowded)), 1, 500*time.Millisecond)
+		if err != nil {
+			return fmt.Errorf("crowded: %w", err)
+		}
+		crowded = append(crowded, got...)
+		select {
+		case err := <-burstDone:
+			if err != nil {
+				return fmt.Errorf("the burst: %w", err)
+			}
+			i50, i99 := quantiles(idle)
+			c50, c99 := quantiles(crowded)
+			r50, r99 := float64(c50)/float64(i50), float64(c99)/float64(i99)
+			r.add("1c one app never delays another", fmt.Sprintf("a 1-release app, Deployment Available → routed p50/p99: idle cluster (%d samples)", len(idle)),
+				ms(i50)+" / "+ms(i99), "", "")
+			r.add("1c one app never delays another", fmt.Sprintf("... while an app of %d live releases takes a %d-release burst (%d samples), and the ratio to idle", big, burst, len(crowded)),
+				fmt.Sprintf("%s / %s = %.1f× / %.1f×", ms(c50), ms(c99), r50, r99), "≤ 1.5×", verdict(r50 <= 1.5 && r99 <= 1.5))
+			return nil
+		default:
+		}
+	}
+}
+
+// quantile is the q-quantile (0 < q ≤ 1) of ds, nearest rank.
+func quantile(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(math.Ceil(q*float64(len(s)))) - 1
+	return s[max(0, min(i, len(s)-1))]
 }

@@ -24,7 +24,7 @@ func main() {
 	var o options
 	flag.BoolVar(&o.quick, "quick", false, "smaller sizes and fewer samples (a smoke run)")
 	flag.StringVar(&o.out, "out", "docs/benchmarks.md", "where to write the report")
-	flag.StringVar(&o.only, "only", "", "run only these steps (comma-separated names, as printed: builder, sizes, todays-way, apply-to-routed, burst, idle, scale)")
+	flag.StringVar(&o.only, "only", "", "run only these steps (comma-separated names, as printed: builder, sizes, todays-way, apply-to-routed, burst, sequential, crowded, idle, scale)")
 	flag.StringVar(&o.sizes, "sizes", "", "apply-to-routed's app sizes, as size:samples,... (default 1:20,100:20,1000:10)")
 	flag.IntVar(&o.apps, "apps", 0, "scale's number of apps of 100 releases (default 100; -quick 10)")
 	flag.BoolVar(&o.verbose, "v", false, "print each apply-to-routed sample's trace")
@@ -55,8 +55,10 @@ func run(ctx context.Context, o options) error {
 	sizes := []int{1, 100, 1000}
 	samples := map[int]int{1: 20, 100: 20, 1000: 10}
 	burst, lost, apps := 200, 50, 100
+	seqSizes, seqSamples, crowdedBig, crowdedSamples := []int{1, 100}, 20, 1000, 10
 	if o.quick {
 		sizes, samples, burst, lost, apps = []int{1, 20}, map[int]int{1: 5, 20: 5}, 20, 10, 10
+		seqSizes, seqSamples, crowdedBig, crowdedSamples = []int{1, 20}, 8, 100, 5
 	}
 	if o.apps > 0 {
 		apps = o.apps
@@ -80,6 +82,8 @@ func run(ctx context.Context, o options) error {
 		{"todays-way", "today's way vs Switchyard", func() error { return r.todaysWay(ctx, b, lost) }},
 		{"apply-to-routed", "apply-to-routed", func() error { return r.applyToRouted(ctx, b, sizes, samples) }},
 		{"burst", "burst", func() error { return r.burst(ctx, b, burst) }},
+		{"sequential", "sequential pipeline", func() error { return r.sequential(ctx, b, seqSizes, seqSamples) }},
+		{"crowded", "one app never delays another", func() error { return r.crowded(ctx, b, crowdedBig, burst, crowdedSamples) }},
 		{"idle", "idle resync and memory", func() error { return r.idle(ctx, b) }},
 		{"scale", fmt.Sprintf("scale: %d apps of 100 releases (about 7 minutes per 10,000 on 2 cores)", apps), func() error { return r.scale(ctx, b, apps, 100) }},
 	}
