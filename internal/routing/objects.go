@@ -263,12 +263,13 @@ func makeHTTPRoute(svc string, r Route, opts Options, patterns map[string]*netwo
 	} else {
 		// No gateway binding: a host rule serves its hosts wherever a request
 		// for them arrives, at the ingress gateway or (when the VirtualService
-		// is bound to the mesh) at a sidecar.
-		for _, h := range r.Hosts {
-			route.Match = branchMatches(route.Match, func() *networking.HTTPMatchRequest {
-				return &networking.HTTPMatchRequest{Authority: pattern(patterns, h)}
-			}, r.Branch, opts)
-		}
+		// is bound to the mesh) at a sidecar. One authority pattern for all
+		// the environment's hosts: Istio makes an Envoy route of each match,
+		// and every request to any host walks them all.
+		authority := pattern(patterns, r.Hosts...)
+		route.Match = branchMatches(route.Match, func() *networking.HTTPMatchRequest {
+			return &networking.HTTPMatchRequest{Authority: authority}
+		}, r.Branch, opts)
 	}
 	if len(r.Destinations) == 0 {
 		body := fmt.Sprintf("environment %s of %s has no Available release to serve its callers\n", r.Environment, svc)
