@@ -61,6 +61,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (*flags, *zap.Options, error) {
 	fs.StringVar(&f.routing.ServedByHeader, "served-by-header", "", "Response header naming the AppRelease that served the request (for example x-switchyard-release), so a tester sees where a request went. Default: none.")
 	fs.IntVar(&f.routing.KeepPrevious, "keep-previous", 1, "Previous stable releases kept per environment as instant rollback targets (Standby).")
 	fs.StringVar(&f.routing.ClusterDomain, "cluster-domain", "cluster.local", "The cluster's DNS domain: an app's Service is app.namespace.svc.<domain> in its VirtualService and DestinationRule.")
+	fs.IntVar(&f.routing.MaxBytes, "max-object-bytes", 1<<20, "Budget of one app's VirtualService's serialized size, in bytes (estimated from above, owner references included); the newest branches beyond it wait (RouteBudgetExceeded). etcd refuses requests over 1.5 MiB. 0: no budget.")
 	fs.IntVar(&f.routing.MaxRoutes, "max-routes", 1000, "Budget of HTTP routes in one app's VirtualService; the newest branches beyond it wait (RouteBudgetExceeded). 0: no budget.")
 	fs.BoolVar(&f.pruneSuperseded, "prune-superseded", true, "Delete a superseded AppRelease once its routes, subset and Deployment are gone; false when GitOps owns the AppReleases.")
 	fs.DurationVar(&f.supersededGrace, "superseded-grace", 10*time.Minute, "How long a release superseded as an older build is kept before it is pruned, so the pipeline that applied it can read why.")
@@ -128,6 +129,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (*flags, *zap.Options, error) {
 	}
 	if bad := validation.IsDNS1123Subdomain(f.routing.ClusterDomain); len(bad) > 0 {
 		errs = append(errs, fmt.Errorf("--cluster-domain must be a DNS subdomain, got %q: %s", f.routing.ClusterDomain, strings.Join(bad, "; ")))
+	}
+	if f.routing.MaxBytes < 0 || f.routing.MaxBytes > 3<<19 {
+		errs = append(errs, fmt.Errorf("--max-object-bytes must be between 0 and 1572864 (etcd's request limit), got %d", f.routing.MaxBytes))
 	}
 	if f.routing.MaxRoutes < 0 {
 		errs = append(errs, fmt.Errorf("--max-routes must not be negative, got %d", f.routing.MaxRoutes))

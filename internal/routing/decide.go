@@ -100,44 +100,50 @@ func DecideFrom(releases []Release, cur Current, opts Options) Decision {
 // retire.
 func enforceRouteBudget(byEnv map[string][]Release, hosts map[string][]string, splits map[string][]Destination,
 	branches map[string][]branchHead, cur Current, opts Options, out map[string]Outcome) {
-	if opts.MaxRoutes <= 0 {
+	if opts.MaxRoutes <= 0 && opts.MaxBytes <= 0 {
 		return
 	}
-	used := 0
 	type candidate struct {
 		env    string
 		head   branchHead
-		cost   int
+		routes []Route
+		bytes  int
 		rel    Release
 		served bool
 	}
 	var cands []candidate
 	created := map[string]Release{}
+	live := 0
 	for _, rs := range byEnv {
 		for _, r := range rs {
 			created[r.Name] = r
+			live++
 		}
 	}
-	// An environment's split is one rule at the gateway (when it has hosts
-	// and a split) and one in the mesh (its split, or a 503); a branch one at
-	// the gateway and two in the mesh (by header or baggage, by the calling
-	// pod's label). Labelled namespaces: a rule more per environment and
-	// branch of theirs, and the mesh environment's copies. See makeRoutes.
+	// What the table costs without any branch: every environment's rules
+	// (see makeRoutes), in routes and in bytes.
 	envs := sortedKeys(byEnv)
-	byNamespace := namespaceEnvironments(envs, opts)
-	copies := len(byNamespace) > 0
-	for _, env := range envs {
-		used += boolInt(len(hosts[env]) > 0 && len(splits[env]) > 0) + 1 +
-			boolInt(len(byNamespace[env]) > 0) + boolInt(copies && env == opts.MeshEnvironment)
+	base := makeRoutes(envs, hosts, splits, nil, opts)
+	sz := newSizer(opts)
+	used, usedBytes := len(base), sz.fixed(hosts, live)
+	for _, r := range base {
+		usedBytes += sz.route(r)
 	}
-	if _, ok := byEnv[opts.MeshEnvironment]; !ok {
-		used++ // MeshUnservedRoute
-	}
+	// A branch adds its rules: one at the gateway (when its environment has
+	// hosts) and those in the mesh: made as makeRoutes makes them, from the
+	// table with that branch alone, less the table without.
 	for env, heads := range branches {
 		for _, h := range heads {
-			cost := boolInt(len(hosts[env]) > 0) + 2 + boolInt(len(byNamespace[env]) > 0) + boolInt(copies && env == opts.MeshEnvironment)
-			served := cur.Routes[branchRouteName(env, h.Branch)] || cur.Routes[meshBranchRouteName(env, h.Branch)]
-			cands = append(cands, candidate{env: env, head: h, cost: cost, rel: created[h.Release], served: served})
+			with := makeRoutes(envs, hosts, splits, map[string][]branchHead{env: {h}}, opts)
+			c := candidate{env: env, head: h, rel: created[h.Release],
+				served: cur.Routes[branchRouteName(env, h.Branch)] || cur.Routes[meshBranchRouteName(env, h.Branch)]}
+			for _, r := range with {
+				if !slices.ContainsFunc(base, func(o Route) bool { return o.Name == r.Name }) {
+					c.routes = append(c.routes, r)
+					c.bytes += sz.route(r)
+				}
+			}
+			cands = append(cands, c)
 		}
 	}
 	slices.SortFunc(cands, func(a, b candidate) int {
@@ -156,14 +162,20 @@ func enforceRouteBudget(byEnv map[string][]Release, hosts map[string][]string, s
 	})
 	refused := map[string]bool{}
 	for _, c := range cands {
-		if used+c.cost <= opts.MaxRoutes {
-			used += c.cost
+		overRoutes := opts.MaxRoutes > 0 && used+len(c.routes) > opts.MaxRoutes
+		overBytes := opts.MaxBytes > 0 && usedBytes+c.bytes > opts.MaxBytes
+		if !overRoutes && !overBytes {
+			used, usedBytes = used+len(c.routes), usedBytes+c.bytes
 			continue
 		}
 		refused[c.head.Release] = true
-		out[c.head.Release] = Outcome{Phase: v1alpha1.PhaseFailed, Stalled: true, Reason: v1alpha1.ReasonRouteBudgetExceeded,
-			Message: fmt.Sprintf("the app's VirtualService is at its budget of %d routes (--max-routes): branch %s waits until other branches retire",
-				opts.MaxRoutes, c.head.Branch)}
+		msg := fmt.Sprintf("the app's VirtualService is at its budget of %d routes (--max-routes): branch %s waits until other branches retire",
+			opts.MaxRoutes, c.head.Branch)
+		if !overRoutes {
+			msg = fmt.Sprintf("the app's VirtualService would pass its size budget of %d bytes (--max-object-bytes; etcd refuses objects over 1.5 MiB): branch %s waits until other branches retire",
+				opts.MaxBytes, c.head.Branch)
+		}
+		out[c.head.Release] = Outcome{Phase: v1alpha1.PhaseFailed, Stalled: true, Reason: v1alpha1.ReasonRouteBudgetExceeded, Message: msg}
 	}
 	if len(refused) == 0 {
 		return

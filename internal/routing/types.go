@@ -60,6 +60,12 @@ type Options struct {
 	// Every route costs API-server time on each write, istiod memory and
 	// Envoy matching time per request; the newest branches wait beyond it.
 	MaxRoutes int
+	// MaxBytes caps the app's VirtualService's serialized size, in bytes
+	// (0: no cap), as estimated for the longest Service name the API
+	// accepts, with each live release's owner reference (and its entry in
+	// managedFields): etcd refuses a request over 1.5 MiB (--max-request-bytes),
+	// so the newest branches wait beyond it, as beyond MaxRoutes.
+	MaxBytes int
 }
 
 // Release is what the decision needs to know of one AppRelease.
