@@ -149,13 +149,13 @@ var _ = Describe("AppRelease", func() {
 			"mesh-caller-staging.feature-jp12: shop-jp12-a 100",
 			"mesh-staging: shop-staging-1 100",
 			"mesh-production: shop-v1 100",
-			"branch-staging.feature-jp12: shop-jp12-a 100",
 			"env-production: shop-v1 100",
+			"branch-staging.feature-jp12: shop-jp12-a 100",
 			"env-staging: shop-staging-1 100",
 		}))
 		vs := &networkingv1.VirtualService{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "shop"}, vs)).To(Succeed())
-		branchRule := vs.Spec.Http[4]
+		branchRule := vs.Spec.Http[5]
 		Expect(branchRule.Match).To(HaveLen(2)) // by header, by baggage
 		Expect(branchRule.Match[0].Headers).To(HaveKey("x-branch"))
 		Expect(branchRule.Match[1].Headers).To(HaveKey("baggage"))

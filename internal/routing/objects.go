@@ -40,8 +40,7 @@ func CallerLabels(env, branch string) map[string]string {
 // makeRoutes lays out the routing table. Inside the mesh first: each
 // environment's own callers (by their pods' labels), then every other caller
 // (the mesh environment's). Then, at the ingress gateway (and for a pod that
-// calls an environment's host), every environment's branch rules, then every
-// environment's host split.
+// calls an environment's host), each environment's branch rules and split.
 //
 // The mesh rules come first because they cost the gateway nothing: Istio
 // drops, per proxy, every rule whose sourceLabels its pod does not carry or
@@ -93,7 +92,22 @@ func makeRoutes(envs []string, hosts map[string][]string, splits map[string][]De
 		// the Service has no ready pod).
 		routes = routes[:0]
 	}
-	for _, env := range envs {
+	// At the gateway, environment by environment (their hosts are their
+	// own, so the order between them changes no answer): the mesh
+	// environment first, then those with the fewest branches; within one,
+	// its branches before its split. A request to an environment walks its
+	// own branch rules and the rules of the environments before it only.
+	order := slices.Clone(envs)
+	slices.SortStableFunc(order, func(a, b string) int {
+		switch {
+		case a == mesh:
+			return -1
+		case b == mesh:
+			return 1
+		}
+		return len(branches[a]) - len(branches[b])
+	})
+	for _, env := range order {
 		if len(hosts[env]) == 0 {
 			continue
 		}
@@ -101,13 +115,10 @@ func makeRoutes(envs []string, hosts map[string][]string, splits map[string][]De
 			routes = append(routes, Route{Name: branchRouteName(env, b.Branch), Gateway: opts.Gateway,
 				Hosts: hosts[env], Branch: b.Branch, Environment: env, Destinations: []Destination{b.Destination}})
 		}
-	}
-	for _, env := range envs {
-		if len(hosts[env]) == 0 || len(splits[env]) == 0 {
-			continue
+		if len(splits[env]) > 0 {
+			routes = append(routes, Route{Name: envRouteName(env), Gateway: opts.Gateway, Hosts: hosts[env],
+				Environment: env, Destinations: splits[env]})
 		}
-		routes = append(routes, Route{Name: envRouteName(env), Gateway: opts.Gateway, Hosts: hosts[env],
-			Environment: env, Destinations: splits[env]})
 	}
 	return routes
 }

@@ -62,8 +62,8 @@ var _ = Describe("CI workflows", func() {
 			"mesh-caller-staging.feature-jp12: shop-jp12-a 100",
 			"mesh-staging: shop-staging-1 100",
 			"mesh-production: shop-v1 100",
-			"branch-staging.feature-jp12: shop-jp12-a 100",
 			"env-production: shop-v1 100",
+			"branch-staging.feature-jp12: shop-jp12-a 100",
 			"env-staging: shop-staging-1 100",
 		}))
 

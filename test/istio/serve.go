@@ -283,6 +283,12 @@ type Served struct {
 	Clusters map[string]uint32
 	// Status is the status of a direct response (0 for a forwarded request).
 	Status uint32
+	// Walked is how many routes of the virtual host Envoy tried, the one
+	// that matched included; Regexes how many regular-expression matchers it
+	// evaluated on the way (each route's matchers in order, up to the first
+	// that fails, as Envoy does). Counted from the generated configuration:
+	// no Envoy is run.
+	Walked, Regexes int
 	// ResponseHeaders are the headers Envoy sets on the response, by subset:
 	// the route's own and the subset's cluster's.
 	ResponseHeaders map[string]map[string]string
@@ -357,7 +363,7 @@ func (j *Judge) explain(via Via, rc *route.RouteConfiguration, host string, head
 		return Served{}, fmt.Errorf("%v, route configuration %s, host %q: %w", via, rc.GetName(), host, ErrNoVirtualHost)
 	}
 	s := Served{VirtualHost: vh.GetName()}
-	r, err := matchRoute(vh, req)
+	r, err := matchRoute(vh, req, &s)
 	if err != nil {
 		return s, fmt.Errorf("%v, virtual host %s: %w", via, vh.GetName(), err)
 	}
@@ -553,9 +559,10 @@ func matchVirtualHost(rc *route.RouteConfiguration, host string) *route.VirtualH
 
 // matchRoute is the first route of the virtual host whose match holds for the
 // request, or an error when a route uses a matcher the judge cannot evaluate.
-func matchRoute(vh *route.VirtualHost, req map[string]string) (*route.Route, error) {
+func matchRoute(vh *route.VirtualHost, req map[string]string, cost *Served) (*route.Route, error) {
 	for _, r := range vh.GetRoutes() {
-		ok, err := routeMatches(r.GetMatch(), req)
+		cost.Walked++
+		ok, err := routeMatches(r.GetMatch(), req, &cost.Regexes)
 		if err != nil {
 			return nil, fmt.Errorf("route %q: %w", r.GetName(), err)
 		}
@@ -566,7 +573,7 @@ func matchRoute(vh *route.VirtualHost, req map[string]string) (*route.Route, err
 	return nil, nil
 }
 
-func routeMatches(m *route.RouteMatch, req map[string]string) (bool, error) {
+func routeMatches(m *route.RouteMatch, req map[string]string, regexes *int) (bool, error) {
 	if m.GetGrpc() != nil || m.GetTlsContext() != nil || len(m.GetDynamicMetadata()) > 0 ||
 		m.GetRuntimeFraction() != nil || m.GetFilterState() != nil {
 		return false, fmt.Errorf("unsupported route match %v", m)
@@ -602,6 +609,9 @@ func routeMatches(m *route.RouteMatch, req map[string]string) (bool, error) {
 		return false, fmt.Errorf("unsupported path match %T", p)
 	}
 	for _, h := range m.GetHeaders() {
+		if h.GetSafeRegexMatch() != nil || h.GetStringMatch().GetSafeRegex() != nil {
+			*regexes++
+		}
 		ok, err := headerMatches(h, req)
 		if err != nil || !ok {
 			return false, err
