@@ -146,7 +146,6 @@ var _ = Describe("AppRelease", func() {
 		makeAvailable(ns, "shop-jp12-a")
 		Eventually(routesOf(ns)).Should(Equal([]string{
 			"mesh-branch-staging.feature-jp12: shop-jp12-a 100",
-			"mesh-caller-staging.feature-jp12: shop-jp12-a 100",
 			"mesh-staging: shop-staging-1 100",
 			"mesh-production: shop-v1 100",
 			"env-production: shop-v1 100",
@@ -155,7 +154,7 @@ var _ = Describe("AppRelease", func() {
 		}))
 		vs := &networkingv1.VirtualService{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "shop"}, vs)).To(Succeed())
-		branchRule := vs.Spec.Http[5]
+		branchRule := vs.Spec.Http[4]
 		Expect(branchRule.Match).To(HaveLen(2)) // by header, by baggage
 		Expect(branchRule.Match[0].Headers).To(HaveKey("x-branch"))
 		Expect(branchRule.Match[1].Headers).To(HaveKey("baggage"))
@@ -276,7 +275,7 @@ var _ = Describe("AppRelease", func() {
 		Eventually(func(g Gomega) int {
 			routes := routesOf(ns)(g)
 			return len(routes)
-		}).Should(Equal(3*n + 2)) // a branch: a rule at the gateway, two in the mesh
+		}).Should(Equal(2*n + 2)) // a branch: a rule at the gateway, one in the mesh
 		for i := range n {
 			Eventually(phaseOf(ns, fmt.Sprintf("shop-b%02d", i))).Should(Equal("Live 100 True/Routed"))
 		}
@@ -289,7 +288,7 @@ var _ = Describe("AppRelease", func() {
 			})
 		}
 		wg.Wait()
-		Eventually(func(g Gomega) int { return len(routesOf(ns)(g)) }).Should(Equal(3*n/2 + 2))
+		Eventually(func(g Gomega) int { return len(routesOf(ns)(g)) }).Should(Equal(n + 2))
 		Eventually(subsetsOf(ns)).Should(HaveLen(n/2 + 1))
 	})
 })

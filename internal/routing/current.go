@@ -52,11 +52,10 @@ const (
 func envRouteName(env string) string            { return envRoutePrefix + env }
 func branchRouteName(env, branch string) string { return branchRoutePrefix + env + "." + branch }
 
-// meshBranchRouteName, meshCallerRouteName and meshRouteName name an
-// environment's rules inside the mesh: a branch selected by header or
-// baggage, a branch selected by its calling pod's labels, the split.
+// meshBranchRouteName and meshRouteName name an environment's rules inside
+// the mesh: a branch (selected by header or baggage, or by its calling
+// pod's labels), the split.
 func meshBranchRouteName(env, branch string) string { return "mesh-branch-" + env + "." + branch }
-func meshCallerRouteName(env, branch string) string { return "mesh-caller-" + env + "." + branch }
 func meshRouteName(env string) string               { return "mesh-" + env }
 
 // namespaceBranchRouteName and namespaceRouteName name an environment's rules

@@ -181,7 +181,7 @@ func TestDecideOutcomes(t *testing.T) {
 		},
 		{
 			name: "beyond the route budget the newest branch waits, saying why",
-			max:  8, // splits cost two routes (gateway, mesh), a branch three (gateway; mesh by header, by caller)
+			max:  6, // a split costs two routes (gateway, mesh), a branch two (gateway, mesh)
 			releases: []routing.Release{release("v1", 0), release("a", 1, branch("a")), release("b", 2, branch("b")),
 				release("c", 3, branch("c"))},
 			want: map[string]string{"v1": "Live 100", "a": "Live 100", "b": "Live 100", "c": "Failed 0 RouteBudgetExceeded"},
@@ -303,7 +303,7 @@ func TestDecideFromKeepsIncumbents(t *testing.T) {
 	})
 	t.Run("a served branch keeps its slot when a newer build of it comes up", func(t *testing.T) {
 		o := opts
-		o.MaxRoutes = 6 // staging's split (2 routes), one branch (3), the mesh's unserved rule (1)
+		o.MaxRoutes = 5 // staging's split (2 routes), one branch (2), the mesh's unserved rule (1)
 		st := env("staging", "staging.shop.example.com")
 		rs := []routing.Release{release("s1", 0, st), release("a-1", 1, st, branch("a")), release("b-1", 2, st, branch("b"))}
 		d := routing.DecideFrom(rs, routing.Current{}, o)

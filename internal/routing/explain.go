@@ -170,6 +170,13 @@ func matchOne(m *networking.HTTPMatchRequest, gateway string, req Request) strin
 			return fmt.Sprintf("header %s %q is not %s", k, v, describe(m.GetHeaders()[k]))
 		}
 	}
+	// withoutHeaders: a missing header counts as empty (Istio sets Envoy's
+	// treat_missing_header_as_empty on them).
+	for _, k := range sortedKeys(m.GetWithoutHeaders()) {
+		if stringMatches(m.GetWithoutHeaders()[k], req.Headers[strings.ToLower(k)]) {
+			return fmt.Sprintf("only for requests naming no branch (header %s)", k)
+		}
+	}
 	return ""
 }
 

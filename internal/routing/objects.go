@@ -67,9 +67,8 @@ func makeRoutes(envs []string, hosts map[string][]string, splits map[string][]De
 		// pods first get their own copy of its rules.
 		for _, b := range branches[mesh] {
 			routes = append(routes, Route{Name: labelledBranchRouteName(mesh, b.Branch), Gateway: MeshGateway, Branch: b.Branch,
-				Environment: mesh, SourceEnvironment: mesh, Destinations: []Destination{b.Destination}})
+				Environment: mesh, SourceEnvironment: mesh, SourceBranch: b.Branch, Destinations: []Destination{b.Destination}})
 		}
-		routes = appendCallerRoutes(routes, mesh, branches[mesh])
 		callerRules = false
 		routes = append(routes, Route{Name: labelledRouteName(mesh), Gateway: MeshGateway, Environment: mesh,
 			SourceEnvironment: mesh, Destinations: splits[mesh]})
@@ -123,16 +122,6 @@ func makeRoutes(envs []string, hosts map[string][]string, splits map[string][]De
 	return routes
 }
 
-// appendCallerRoutes appends an environment's branch rules for the pods of
-// each branch (by their branch label).
-func appendCallerRoutes(routes []Route, env string, heads []branchHead) []Route {
-	for _, b := range heads {
-		routes = append(routes, Route{Name: meshCallerRouteName(env, b.Branch), Gateway: MeshGateway, Environment: env,
-			SourceEnvironment: env, SourceBranch: b.Branch, Destinations: []Destination{b.Destination}})
-	}
-	return routes
-}
-
 // namespaceEnvironments are the namespaces labelled with each environment of
 // the app other than the mesh environment (whose callers are the default
 // anyway), sorted.
@@ -153,17 +142,19 @@ func namespaceEnvironments(envs []string, opts Options) map[string][]string {
 }
 
 // appendMeshRoutes appends an environment's rules for calls to the app's
-// Service from callers of environment source ("": any caller): its branches
-// by header or baggage, then its branches by the calling pod's branch label
-// (a header names a branch explicitly, so it wins over the caller's own), then
-// its split, or a 503 while it has none.
+// Service from callers of environment source ("": any caller): a rule per
+// branch, for requests that name it (header or baggage) and, with
+// callerRules, for the calls of the branch's own pods that name no branch (a
+// request naming a branch goes by its name, whoever sends it); then its
+// split, or a 503 while it has none.
 func appendMeshRoutes(routes []Route, env, source string, split []Destination, heads []branchHead, callerRules bool) []Route {
 	for _, b := range heads {
-		routes = append(routes, Route{Name: meshBranchRouteName(env, b.Branch), Gateway: MeshGateway, Branch: b.Branch,
-			Environment: env, SourceEnvironment: source, Destinations: []Destination{b.Destination}})
-	}
-	if callerRules {
-		routes = appendCallerRoutes(routes, env, heads)
+		r := Route{Name: meshBranchRouteName(env, b.Branch), Gateway: MeshGateway, Branch: b.Branch,
+			Environment: env, SourceEnvironment: source, Destinations: []Destination{b.Destination}}
+		if callerRules {
+			r.SourceBranch = b.Branch
+		}
+		routes = append(routes, r)
 	}
 	name := meshRouteName(env)
 	if source == "" && len(split) == 0 {
@@ -264,12 +255,18 @@ func makeHTTPRoute(svc string, r Route, opts Options, patterns map[string]*netwo
 					// (and sourceNamespace) on a match that names gateways. A
 					// gateway's pods never carry these labels, so the gateway
 					// drops the match all the same.
-					m.SourceLabels = CallerLabels(r.SourceEnvironment, r.SourceBranch)
+					m.SourceLabels = CallerLabels(r.SourceEnvironment, "")
 				case ns == "":
 					m.Gateways = []string{MeshGateway}
 				}
 				return m
 			}, r.Branch, opts)
+		}
+		if r.SourceBranch != "" {
+			// The branch's own pods, when their request names no branch
+			// (Istio sets treat_missing_header_as_empty on withoutHeaders).
+			route.Match = append(route.Match, &networking.HTTPMatchRequest{Authority: authority,
+				SourceLabels: CallerLabels(r.Environment, r.SourceBranch), WithoutHeaders: namingNoBranch(opts)})
 		}
 	} else {
 		// No gateway binding: a host rule serves its hosts wherever a request
@@ -332,6 +329,16 @@ func withBranch(m *networking.HTTPMatchRequest, branch string, opts Options) *ne
 // the whole header value (several baggage headers are joined by commas).
 func baggagePattern(key, value string) string {
 	return baggagePrefix + regexp.QuoteMeta(key) + baggageEquals + regexp.QuoteMeta(value) + baggageSuffix
+}
+
+// namingNoBranch holds for a request that names no branch: no branch header
+// (or an empty one), no baggage member of the branch key.
+func namingNoBranch(opts Options) map[string]*networking.StringMatch {
+	m := map[string]*networking.StringMatch{opts.BranchHeader: regex(".+")}
+	if opts.BaggageKey != "" {
+		m[BaggageHeader] = regex(baggagePrefix + regexp.QuoteMeta(opts.BaggageKey) + baggageEquals + ".*")
+	}
+	return m
 }
 
 const (

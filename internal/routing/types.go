@@ -134,11 +134,14 @@ type Route struct {
 	// Branch is the branch header (or baggage member) value the rule matches;
 	// empty matches any request.
 	Branch string
-	// SourceEnvironment and SourceBranch are the EnvironmentLabel and
-	// BranchLabel a calling pod must carry for a mesh rule to apply (Istio's
-	// sourceLabels, evaluated per sidecar); empty SourceEnvironment: any caller.
+	// SourceEnvironment is the EnvironmentLabel a calling pod must carry for
+	// a mesh rule to apply (Istio's sourceLabels, evaluated per sidecar);
+	// empty: any caller.
 	SourceEnvironment string
-	SourceBranch      string
+	// SourceBranch, on a mesh branch rule, also serves the calls of that
+	// branch's own pods (EnvironmentLabel Environment, BranchLabel
+	// SourceBranch) whose request names no branch.
+	SourceBranch string
 	// SourceNamespaces are the namespaces whose pods a mesh rule is for
 	// (Istio's sourceNamespace, one match each): the namespaces labelled with
 	// its environment. Set, SourceEnvironment is not.

@@ -204,8 +204,8 @@ var _ = Describe("Faults", func() {
 		for i := 0; i < n; i += 2 {
 			deleteRelease(ns, fmt.Sprintf("shop-u%02d", i))
 		}
-		// Three rules a branch, production's two, staging's 503 (no stable).
-		Eventually(func(g Gomega) int { return len(routes(ns)(g)) }).Should(Equal(3*n/2 + 3))
+		// Two rules a branch, production's two, staging's 503 (no stable).
+		Eventually(func(g Gomega) int { return len(routes(ns)(g)) }).Should(Equal(n + 3))
 	})
 })
 

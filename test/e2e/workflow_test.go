@@ -59,7 +59,6 @@ var _ = Describe("CI workflows", func() {
 		Eventually(state(ns, "shop-jp12-a")).Should(Equal("Live 100 True/Routed"))
 		Eventually(routes(ns)).Should(Equal([]string{
 			"mesh-branch-staging.feature-jp12: shop-jp12-a 100",
-			"mesh-caller-staging.feature-jp12: shop-jp12-a 100",
 			"mesh-staging: shop-staging-1 100",
 			"mesh-production: shop-v1 100",
 			"env-production: shop-v1 100",
@@ -133,9 +132,9 @@ var _ = Describe("CI workflows", func() {
 		for i := range n {
 			Eventually(state(ns, fmt.Sprintf("shop-b%02d", i))).Should(Equal("Live 100 True/Routed"))
 		}
-		// A branch: a rule at the gateway, two in the mesh (by header, by
-		// caller); production's two; staging's 503 for its callers (no stable).
-		Eventually(func(g Gomega) int { return len(routes(ns)(g)) }).Should(Equal(3*n + 3))
+		// A branch: a rule at the gateway, one in the mesh; production's two;
+		// staging's 503 for its callers (no stable).
+		Eventually(func(g Gomega) int { return len(routes(ns)(g)) }).Should(Equal(2*n + 3))
 
 		burst(n/2, func(i int) error {
 			return client.IgnoreNotFound(k8s.Delete(ctx, releaseObj(ns, fmt.Sprintf("shop-b%02d", 2*i))))
@@ -143,7 +142,7 @@ var _ = Describe("CI workflows", func() {
 		for i := 0; i < n; i += 2 {
 			Eventually(releaseGone(ns, fmt.Sprintf("shop-b%02d", i))).Should(BeTrue())
 		}
-		Eventually(func(g Gomega) int { return len(routes(ns)(g)) }).Should(Equal(3*n/2 + 3))
+		Eventually(func(g Gomega) int { return len(routes(ns)(g)) }).Should(Equal(n + 3))
 		Eventually(subsets(ns)).Should(HaveLen(n/2 + 1))
 		for i := 1; i < n; i += 2 {
 			Expect(state(ns, fmt.Sprintf("shop-b%02d", i))(Default)).To(Equal("Live 100 True/Routed"))
@@ -172,9 +171,9 @@ var _ = Describe("CI workflows", func() {
 		for i := range n {
 			Eventually(state(ns, fmt.Sprintf("shop-r%02d", i))).Should(Equal("Live 100 True/Routed"))
 		}
-		// Three rules a branch, staging's 503 for its callers (no stable) and
+		// Two rules a branch, staging's 503 for its callers (no stable) and
 		// the mesh's (no production release).
-		Eventually(func(g Gomega) int { return len(routes(ns)(g)) }).Should(Equal(3*n + 2))
+		Eventually(func(g Gomega) int { return len(routes(ns)(g)) }).Should(Equal(2*n + 2))
 		Expect(len(writeTimes(operator))).To(BeNumerically(">", writesBefore),
 			"the restarted operator wrote the rest of the burst")
 	})

@@ -59,9 +59,10 @@ func down(r routing.Release) routing.Release {
 }
 
 // want is the promise of issue #15, written from the releases alone: a
-// caller of an environment the service has gets that environment (a branch
-// named by header or baggage first, then the caller's own branch, then the
-// environment's split, or a 503 while it has no Available release); any
+// caller of an environment the service has gets that environment (the
+// branch the request names by header or baggage, or, naming none, the
+// caller's own branch; else the environment's split, or a 503 while it has
+// no Available release); any
 // other caller gets the mesh environment (its branch by header, else its
 // split). nil: answered 503.
 func (s service) want(callerEnv, callerBranch, header string) map[string]int32 {
@@ -95,10 +96,12 @@ func (s service) want(callerEnv, callerBranch, header string) map[string]int32 {
 	if !live[env] {
 		env, callerBranch = opts.MeshEnvironment, ""
 	}
-	for _, b := range []string{header, callerBranch} {
-		if name, ok := branches[env][b]; ok && b != "" {
-			return map[string]int32{name: 100}
-		}
+	named := header
+	if named == "" {
+		named = callerBranch // a request naming no branch: the caller's own
+	}
+	if name, ok := branches[env][named]; ok && named != "" {
+		return map[string]int32{name: 100}
 	}
 	if len(splits[env]) == 0 {
 		return nil

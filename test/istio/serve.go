@@ -446,7 +446,7 @@ func (j *Judge) CheckRoutes(routes []routing.Route, opts routing.Options) []erro
 		case routing.MeshGateway:
 			via, hosts = Mesh, []string{serviceHost(j.namespace, j.app)}
 			if r.SourceEnvironment != "" {
-				caller = &Caller{Labels: routing.CallerLabels(r.SourceEnvironment, r.SourceBranch)}
+				caller = &Caller{Labels: routing.CallerLabels(r.SourceEnvironment, "")}
 			}
 			if len(r.SourceNamespaces) > 0 {
 				caller = &Caller{Namespace: r.SourceNamespaces[0]}
@@ -457,6 +457,11 @@ func (j *Judge) CheckRoutes(routes []routing.Route, opts routing.Options) []erro
 				r.Name, r.Gateway, IngressGateway))
 			continue
 		}
+		type ask struct {
+			caller  *Caller
+			headers map[string]string
+		}
+		var asks []ask
 		headerSets := []map[string]string{nil}
 		if r.Branch != "" {
 			headerSets = []map[string]string{{opts.BranchHeader: r.Branch}}
@@ -469,6 +474,14 @@ func (j *Judge) CheckRoutes(routes []routing.Route, opts routing.Options) []erro
 			want[d.Subset] += d.Weight
 		}
 		for _, headers := range headerSets {
+			asks = append(asks, ask{caller, headers})
+		}
+		if r.SourceBranch != "" {
+			// The branch's own pods, naming no branch.
+			asks = append(asks, ask{&Caller{Labels: routing.CallerLabels(r.Environment, r.SourceBranch)}, nil})
+		}
+		for _, a := range asks {
+			caller, headers := a.caller, a.headers
 			for _, h := range hosts {
 				got, err := j.Explain(via, h, headers)
 				from := ""
@@ -495,7 +508,10 @@ func RouteCallers(routes []routing.Route) []Caller {
 	var out []Caller
 	for _, r := range routes {
 		if r.Gateway == routing.MeshGateway && r.SourceEnvironment != "" {
-			out = append(out, Caller{Labels: routing.CallerLabels(r.SourceEnvironment, r.SourceBranch)})
+			out = append(out, Caller{Labels: routing.CallerLabels(r.SourceEnvironment, "")})
+		}
+		if r.Gateway == routing.MeshGateway && r.SourceBranch != "" {
+			out = append(out, Caller{Labels: routing.CallerLabels(r.Environment, r.SourceBranch)})
 		}
 		for _, ns := range r.SourceNamespaces {
 			out = append(out, Caller{Namespace: ns})

@@ -482,11 +482,13 @@ func TestCheckRoutesBites(t *testing.T) {
 			for _, m := range vs.Http[ruleIndex(vs, "mesh-staging")].Match {
 				m.Gateways = []string{routing.MeshGateway}
 			}
-		}, []string{"mesh-labelled-branch-production.feature-p7", "mesh-caller-production.feature-p7", "mesh-labelled-production",
+		}, []string{"mesh-labelled-branch-production.feature-p7", "mesh-labelled-production",
 			"ns-branch-staging.feature-jp12", "ns-staging", "mesh-branch-production.feature-p7", "mesh-production"}},
-		"a branch's caller rule without the caller's branch": {func(vs *networking.VirtualService) {
-			delete(vs.Http[ruleIndex(vs, "mesh-caller-staging.feature-jp12")].Match[0].SourceLabels, routing.BranchLabel)
+		"a branch's match for its own pods without the caller's branch": {func(vs *networking.VirtualService) {
+			h := vs.Http[ruleIndex(vs, "mesh-branch-staging.feature-jp12")]
+			delete(h.Match[len(h.Match)-1].SourceLabels, routing.BranchLabel)
 		}, []string{"mesh-staging"}},
+
 		"the baggage match of a branch dropped": {func(vs *networking.VirtualService) {
 			h := vs.Http[ruleIndex(vs, "mesh-branch-staging.feature-jp12")]
 			h.Match = h.Match[:1]

@@ -148,10 +148,12 @@ func callersScenario() Scenario {
 		{Mesh: true, Host: svc, From: from("staging", ""), Headers: hdr("feature-p7"), Want: only("shop-s1")},
 		{Mesh: true, Host: svc, From: from("production", ""), Headers: hdr("feature-jp12"), Want: prodSplit},
 		{Mesh: true, Host: svc, Headers: hdr("feature-jp12"), Want: prodSplit},
-		// A header names a branch explicitly: it wins over the caller's own;
-		// a header naming a branch the environment lacks leaves the caller's.
+		// A request naming a branch goes by its name, whoever sends it: to
+		// that branch, or to the environment when it has no such branch.
 		{Mesh: true, Host: svc, From: from("staging", "feature-zz"), Headers: hdr("feature-jp12"), Want: only("shop-jp12")},
-		{Mesh: true, Host: svc, From: from("production", "feature-p7"), Headers: hdr("feature-none"), Want: only("shop-p7")},
+		{Mesh: true, Host: svc, From: from("production", "feature-p7"), Headers: hdr("feature-none"), Want: prodSplit},
+		{Mesh: true, Host: svc, From: from("production", "feature-p7"), Headers: bag("feature-none"), Want: prodSplit},
+		{Mesh: true, Host: svc, From: from("production", "feature-p7"), Headers: map[string]string{"x-branch": ""}, Want: only("shop-p7")},
 		// A caller of an environment the app lacks gets the mesh environment.
 		{Mesh: true, Host: svc, From: from("qa", ""), Want: prodSplit},
 		{Mesh: true, Host: svc, From: from("qa", ""), Headers: hdr("feature-p7"), Want: only("shop-p7")},
