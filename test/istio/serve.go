@@ -120,9 +120,9 @@ type Judge struct {
 // every host on port 80) and the app's Service, as a ServiceEntry.
 //
 // Besides the gateway and the two unlabelled sidecars (Mesh, MeshElsewhere),
-// it builds the sidecar of each caller given and of a pod carrying each set
-// of sourceLabels the VirtualService names (in the app's namespace), for
-// ExplainFrom and CheckRoutes.
+// it builds the sidecar of each caller given, for ExplainFrom (CheckRoutes
+// asks from RouteCallers). Each sidecar is a generation of its own: give
+// the callers a question needs, not every one a large VirtualService names.
 //
 // It needs no testing.T: istio's fake config generator runs under test.Wrap,
 // whose failures come back as the error, so a Ginkgo suite can call it too.
@@ -159,13 +159,6 @@ func NewJudge(namespace, app string, vs *networking.VirtualService, dr *networki
 		configs = append(configs, config.Config{Meta: meta(gvk.DestinationRule, namespace, app), Spec: proto.Clone(dr)})
 	}
 
-	for _, h := range vs.GetHttp() {
-		for _, m := range h.GetMatch() {
-			if len(m.GetSourceLabels()) > 0 || m.GetSourceNamespace() != "" {
-				callers = append(callers, Caller{Namespace: m.GetSourceNamespace(), Labels: m.GetSourceLabels()})
-			}
-		}
-	}
 	byKey := map[string]Caller{}
 	for _, c := range callers {
 		if c.Namespace == "" {
@@ -335,8 +328,8 @@ func (j *Judge) ServeFrom(c Caller, host string, headers map[string]string) (map
 }
 
 // ExplainFrom is Explain for a request the caller's sidecar sends. The
-// caller must have been given to NewJudge, or carry exactly a set of
-// sourceLabels the VirtualService names.
+// caller must have been given to NewJudge (an unlabelled one in the app's
+// namespace or OtherNamespace is always there).
 func (j *Judge) ExplainFrom(c Caller, host string, headers map[string]string) (Served, error) {
 	if c.Namespace == "" {
 		c.Namespace = j.namespace
