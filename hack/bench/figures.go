@@ -282,24 +282,11 @@ func latest(m map[string]time.Time) time.Time {
 // route, with 1, 100 and 1,000 live releases, against the floor.
 func (r *report) applyToRouted(ctx context.Context, b *bench, sizes []int, samples map[int]int) error {
 	for _, size := range sizes {
-		ns, err := b.namespace(ctx)
-		if err != nil {
-			return err
-		}
-		obs, err := b.observe(ctx, ns, "shop")
+		ns, obs, err := b.liveApp(ctx, size)
 		if err != nil {
 			return err
 		}
 		r.largest, r.largestN = ns, size+samples[size]
-		existing := names("live", size-1)
-		if err := b.applyAll(ctx, ns, "shop", existing); err != nil {
-			obs.stop()
-			return err
-		}
-		if _, err := obs.waitRouted(ctx, existing, 10*time.Minute); err != nil {
-			obs.stop()
-			return fmt.Errorf("set up %d live releases: %w", size, err)
-		}
 		var total, afterAvailable, floors, deployFloors, fullFloors []time.Duration
 		var rebuild time.Duration
 		for i := range samples[size] {
@@ -362,6 +349,29 @@ func (r *report) applyToRouted(ctx context.Context, b *bench, sizes []int, sampl
 			fmt.Sprintf("%.0f%% (the rest: the Deployment becoming Available, the API server, watch delivery)", 100*float64(rebuild)/float64(sumD(total))), "", "")
 	}
 	return nil
+}
+
+// liveApp makes an app "shop" of size-1 live branch releases in a new
+// namespace, observed, and waits until all are routed.
+func (b *bench) liveApp(ctx context.Context, size int) (string, *observer, error) {
+	ns, err := b.namespace(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	obs, err := b.observe(ctx, ns, "shop")
+	if err != nil {
+		return "", nil, err
+	}
+	existing := names("live", size-1)
+	if err := b.applyAll(ctx, ns, "shop", existing); err != nil {
+		obs.stop()
+		return "", nil, err
+	}
+	if _, err := obs.waitRouted(ctx, existing, 10*time.Minute); err != nil {
+		obs.stop()
+		return "", nil, fmt.Errorf("set up %d live releases: %w", size, err)
+	}
+	return ns, obs, nil
 }
 
 func sumD(ds []time.Duration) time.Duration {
@@ -690,22 +700,9 @@ func (r *report) scale(ctx context.Context, b *bench, apps, perApp int) error {
 // size: Deployment Available → routed against the floor, p50/p90.
 func (r *report) sequential(ctx context.Context, b *bench, sizes []int, samples int) error {
 	for _, size := range sizes {
-		ns, err := b.namespace(ctx)
+		ns, obs, err := b.liveApp(ctx, size)
 		if err != nil {
 			return err
-		}
-		obs, err := b.observe(ctx, ns, "shop")
-		if err != nil {
-			return err
-		}
-		existing := names("live", size-1)
-		if err := b.applyAll(ctx, ns, "shop", existing); err != nil {
-			obs.stop()
-			return err
-		}
-		if _, err := obs.waitRouted(ctx, existing, 10*time.Minute); err != nil {
-			obs.stop()
-			return fmt.Errorf("set up %d live releases: %w", size, err)
 		}
 		var gaps, floors []time.Duration
 		for i := range samples {

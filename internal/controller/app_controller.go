@@ -458,13 +458,7 @@ func (r *AppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			if err := mgr.GetClient().List(ctx, list, client.MatchingFields{hostIndex: h}, client.UnsafeDisableDeepCopy); err != nil {
 				continue
 			}
-			for _, other := range list.Items {
-				key := client.ObjectKey{Namespace: other.Namespace, Name: other.Spec.App}
-				if !seen[key] {
-					seen[key] = true
-					out = append(out, reconcile.Request{NamespacedName: key})
-				}
-			}
+			out = appendApps(out, seen, list.Items)
 		}
 		return out
 	})
@@ -508,17 +502,20 @@ func allApps(c client.Reader) handler.MapFunc {
 		if err := c.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
 			return nil
 		}
-		seen := map[client.ObjectKey]bool{}
-		var out []reconcile.Request
-		for _, rel := range list.Items {
-			key := client.ObjectKey{Namespace: rel.Namespace, Name: rel.Spec.App}
-			if !seen[key] {
-				seen[key] = true
-				out = append(out, reconcile.Request{NamespacedName: key})
-			}
-		}
-		return out
+		return appendApps(nil, map[client.ObjectKey]bool{}, list.Items)
 	}
+}
+
+// appendApps appends a request for the app of each release not seen yet.
+func appendApps(out []reconcile.Request, seen map[client.ObjectKey]bool, rels []v1alpha1.AppRelease) []reconcile.Request {
+	for _, rel := range rels {
+		key := client.ObjectKey{Namespace: rel.Namespace, Name: rel.Spec.App}
+		if !seen[key] {
+			seen[key] = true
+			out = append(out, reconcile.Request{NamespacedName: key})
+		}
+	}
+	return out
 }
 
 // namespaceEnvironmentChanged passes a namespace whose environment label

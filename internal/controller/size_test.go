@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -53,7 +54,8 @@ func TestLargestInputStaysUnderEtcdsLimit(t *testing.T) {
 		d := routing.Decide(rs, opts)
 		spec := routing.MakeVirtualService(ns, app, d, opts)
 		vs := &networkingv1.VirtualService{ObjectMeta: metav1.ObjectMeta{Name: app, Namespace: ns,
-			Labels: managedLabels(app), OwnerReferences: ownerReferences(d)}, Spec: *spec}
+			Labels: managedLabels(app), OwnerReferences: ownerReferences(d)}}
+		proto.Merge(&vs.Spec, spec)
 		b, err := json.Marshal(vs)
 		if err != nil {
 			t.Fatal(err)
