@@ -142,6 +142,7 @@ func (r *AppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl
 	}
 	s.current.HeldElsewhere = held
 	opts := r.Routing
+	opts.App, opts.Namespace = s.key.Name, s.key.Namespace
 	if opts.NamespaceEnvironments, err = r.namespaceEnvironments(ctx); err != nil {
 		return ctrl.Result{}, err
 	}

@@ -63,7 +63,7 @@ func TestLargestInputStaysUnderEtcdsLimit(t *testing.T) {
 		return len(b), d
 	}
 	opts := routing.Options{BranchHeader: "x-branch", BaggageKey: "x-branch", Gateway: "istio-system/ingressgateway",
-		MeshEnvironment: long("production", 63)[:63], KeepPrevious: 1, MaxRoutes: 1000, MaxBytes: 1 << 20}
+		MeshEnvironment: long("production", 63)[:63], KeepPrevious: 1, MaxRoutes: 1000, MaxBytes: 1 << 20, App: app, Namespace: ns}
 	n, d := size(opts)
 	waiting := 0
 	for _, o := range d.Outcomes {

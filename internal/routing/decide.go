@@ -90,6 +90,11 @@ func DecideFrom(releases []Release, cur Current, opts Options) Decision {
 	slices.SortFunc(d.Subsets, func(a, b Destination) int { return strings.Compare(a.Subset, b.Subset) })
 	enforceRouteBudget(byEnv, hosts, splits, branches, cur, opts, d.Outcomes)
 	d.Routes = makeRoutes(envs, hosts, splits, branches, opts)
+	if !slices.ContainsFunc(d.Routes, func(r Route) bool { return len(r.Destinations) > 0 }) {
+		// Nothing is routable yet: no VirtualService (and no 503 either;
+		// the Service has no ready pod).
+		d.Routes = nil
+	}
 	return d
 }
 

@@ -86,11 +86,6 @@ func makeRoutes(envs []string, hosts map[string][]string, splits map[string][]De
 		}
 	}
 	routes = appendMeshRoutes(routes, mesh, "", splits[mesh], branches[mesh], callerRules)
-	if !slices.ContainsFunc(routes, func(r Route) bool { return len(r.Destinations) > 0 }) {
-		// Nothing is routable yet: no VirtualService (and no 503 either;
-		// the Service has no ready pod).
-		routes = routes[:0]
-	}
 	// At the gateway, environment by environment (their hosts are their
 	// own, so the order between them changes no answer): the mesh
 	// environment first, then those with the fewest branches; within one,

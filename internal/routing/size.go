@@ -8,9 +8,9 @@ import (
 )
 
 // sizer estimates the serialized size of an app's VirtualService, in
-// bytes, from above: the app's Service is named as long as the API allows
-// (a 63-character app in a 63-character namespace), so the estimate holds
-// for any app.
+// bytes, from above. Without opts.App and opts.Namespace, the app's Service
+// is named as long as the API allows (a 63-character app in a 63-character
+// namespace), so the estimate holds for any app.
 type sizer struct {
 	svc      string
 	opts     Options
@@ -18,8 +18,11 @@ type sizer struct {
 }
 
 func newSizer(opts Options) *sizer {
-	return &sizer{svc: ServiceHostIn(strings.Repeat("n", 63), strings.Repeat("a", 63), opts.ClusterDomain), opts: opts,
-		patterns: map[string]*networking.StringMatch{}}
+	ns, app := opts.Namespace, opts.App
+	if ns == "" || app == "" {
+		ns, app = strings.Repeat("n", 63), strings.Repeat("a", 63)
+	}
+	return &sizer{svc: ServiceHostIn(ns, app, opts.ClusterDomain), opts: opts, patterns: map[string]*networking.StringMatch{}}
 }
 
 // route is one HTTP route's JSON size, and its comma.

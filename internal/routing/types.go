@@ -61,11 +61,14 @@ type Options struct {
 	// Envoy matching time per request; the newest branches wait beyond it.
 	MaxRoutes int
 	// MaxBytes caps the app's VirtualService's serialized size, in bytes
-	// (0: no cap), as estimated for the longest Service name the API
-	// accepts, with each live release's owner reference (and its entry in
-	// managedFields): etcd refuses a request over 1.5 MiB (--max-request-bytes),
+	// (0: no cap), as estimated from above, with each live release's owner
+	// reference (and its entry in managedFields): etcd refuses a request over 1.5 MiB (--max-request-bytes),
 	// so the newest branches wait beyond it, as beyond MaxRoutes.
 	MaxBytes int
+	// App and Namespace name the app being decided, for the size estimate
+	// of MaxBytes; empty, the estimate takes the longest names the API
+	// accepts.
+	App, Namespace string
 }
 
 // Release is what the decision needs to know of one AppRelease.
