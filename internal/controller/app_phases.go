@@ -249,7 +249,7 @@ func (r *AppReconciler) settled(key client.ObjectKey) {
 	r.writesMu.Lock()
 	defer r.writesMu.Unlock()
 	if b := r.buckets[key]; b != nil {
-		b.heldSince, b.pending = time.Time{}, 0
+		b.heldSince = time.Time{}
 	}
 }
 
@@ -283,9 +283,7 @@ func errThrottled(d time.Duration) error { return throttled(d) }
 // throttle paces an app's writes. Calm: a token bucket; a rebuild that writes
 // takes a token, the bucket holds writeBurst tokens and refills one per
 // MinWriteInterval, so a lone change (or the few writes of one release coming
-// up) goes out at once. With the bucket empty, a change that comes alone is
-// paced: written once MinWriteInterval has passed since the last write. More
-// changes than two since the last write, with the bucket empty, start a burst
+// up) goes out at once. A change that finds the bucket empty starts a burst
 // (many pipelines at once, or their pods coming up one by one): its changes
 // are held until they pause for burstEnd (the burst is over), or at the
 // latest BurstMaxHold after the first held one, and go out together. Within
@@ -316,36 +314,16 @@ func (r *AppReconciler) throttle(s *appScope) time.Duration {
 			b.bursting = false
 		}
 		b.fingerprint, b.changedAt = fp, now
-		b.pending++
-	}
-	write := func() time.Duration {
-		b.tokens = max(0, b.tokens-1)
-		b.heldSince, b.pending, b.lastWrite = time.Time{}, 0, now
-		s.writing = true
-		return 0
 	}
 	if !b.bursting || r.Config.BurstMaxHold <= 0 {
 		if b.tokens >= 1 {
-			return write()
+			b.tokens--
+			s.writing = true
+			return 0
 		}
 		if r.Config.BurstMaxHold <= 0 {
 			s.throttled = true
 			return time.Duration((1 - b.tokens) * float64(interval))
-		}
-		// The allowance is spent. A change that comes alone (at most one
-		// more since the last write: a pipeline that deletes a release and
-		// applies the next) is paced, written at most once per interval: a
-		// pipeline that waits for each release to be routed must never wait
-		// out a burst hold. More changes than that start a burst.
-		if b.pending <= 2 {
-			if wait := b.lastWrite.Add(interval).Sub(now); wait > 0 {
-				if b.heldSince.IsZero() {
-					b.heldSince = now
-				}
-				s.throttled = true
-				return wait
-			}
-			return write()
 		}
 		b.bursting = true
 	}
@@ -354,7 +332,10 @@ func (r *AppReconciler) throttle(s *appScope) time.Duration {
 	}
 	quiet, held := now.Sub(b.changedAt), now.Sub(b.heldSince)
 	if quiet >= burstEnd || held >= r.Config.BurstMaxHold {
-		return write()
+		b.heldSince = time.Time{}
+		b.tokens = max(0, b.tokens-1)
+		s.writing = true
+		return 0
 	}
 	s.throttled = true
 	return min(burstEnd-quiet, r.Config.BurstMaxHold-held)
@@ -379,10 +360,6 @@ type bucket struct {
 	// the first change not yet written was held.
 	bursting  bool
 	heldSince time.Time
-	// pending counts the changes since the last write; lastWrite is when
-	// that was.
-	pending   int
-	lastWrite time.Time
 }
 
 // referencedSubsets are the subsets the app's own VirtualService routes to or
