@@ -125,6 +125,10 @@ run: manifests ## Run the operator against the cluster of the current kubeconfig
 install: manifests ## Install the CRDs into the cluster of the current kubeconfig.
 	kubectl apply --server-side -f config/crd/bases
 
+.PHONY: image
+image: ## Build the operator's image into the OCI layout bin/image without a container engine (push: crane push bin/image IMG).
+	go run ./hack/image -out bin/image -ref $(IMG)
+
 .PHONY: docker-build
-docker-build: ## Build the operator's image (needs a Docker engine).
+docker-build: ## Build the operator's image with a Docker engine (the same image as make image, on distroless).
 	docker build -t $(IMG) .

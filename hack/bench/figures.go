@@ -43,6 +43,7 @@ type report struct {
 
 func (r *report) add(section, figure, value, target, verdict string) {
 	r.rows = append(r.rows, fmt.Sprintf("| %s | %s | %s | %s | %s |", section, figure, value, target, verdict))
+	fmt.Printf("    %s: %s %s\n", figure, value, verdict) // a run cut short still shows what it measured
 }
 
 func verdict(ok bool) string {

@@ -55,7 +55,9 @@ func run(ctx context.Context, o options) error {
 	sizes := []int{1, 100, 1000}
 	samples := map[int]int{1: 20, 100: 20, 1000: 10}
 	burst, lost, apps := 200, 50, 100
-	seqSizes, seqSamples, crowdedBig, crowdedSamples := []int{1, 100}, 20, 400, 10
+	// crowded's busy app: 250 live branches and a burst of 200 stay within
+	// one app's default budgets (some 499 branches, two rules each).
+	seqSizes, seqSamples, crowdedBig, crowdedSamples := []int{1, 100}, 20, 250, 10
 	if o.quick {
 		sizes, samples, burst, lost, apps = []int{1, 20}, map[int]int{1: 5, 20: 5}, 20, 10, 10
 		seqSizes, seqSamples, crowdedBig, crowdedSamples = []int{1, 20}, 8, 100, 5

@@ -8,9 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"time"
 
+	"github.com/switchyard-dev/switchyard/internal/image"
 	"github.com/switchyard-dev/switchyard/internal/localcluster"
 )
 
@@ -58,6 +60,32 @@ func BuildManager(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("build the manager: %w\n%s", err, out)
 	}
 	return bin, nil
+}
+
+// ManagerFromImage builds the operator's image as `make image` does
+// (internal/image: the static binary, non-root, nothing else), checks it,
+// and returns the manager binary taken back out of it, for a suite to run
+// what the image runs.
+func ManagerFromImage(ctx context.Context) (string, error) {
+	dir := filepath.Join(Root(), "bin")
+	bin := filepath.Join(dir, "manager-static")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd")
+	cmd.Dir, cmd.Env = Root(), append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build the manager: %w\n%s", err, out)
+	}
+	img, err := image.Build(bin, "linux/"+runtime.GOARCH)
+	if err != nil {
+		return "", err
+	}
+	if err := image.Check(img); err != nil {
+		return "", fmt.Errorf("the operator's image: %w", err)
+	}
+	if err := image.Write(img, filepath.Join(dir, "image"), "ghcr.io/switchyard-dev/switchyard:dev"); err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "manager-from-image")
+	return out, image.Extract(img, image.Entrypoint, out)
 }
 
 // Operator is a running manager process.

@@ -56,7 +56,10 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	k8s, err = client.New(cluster.Config, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
-	manager, err = testenv.BuildManager(ctx)
+	// The suite runs the manager the operator's image holds: built into an
+	// OCI layout without a container engine, checked (non-root, the manager
+	// alone) and taken back out of it.
+	manager, err = testenv.ManagerFromImage(ctx)
 	Expect(err).NotTo(HaveOccurred())
 
 	By("installing the Helm chart, and running the operator as the chart's ServiceAccount")
