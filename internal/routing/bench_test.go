@@ -33,17 +33,23 @@ func benchReleases(n int) []routing.Release {
 	return rs
 }
 
-// BenchmarkDecide rebuilds the routing (decision and both objects) of one app.
+// BenchmarkDecide rebuilds the routing (decision and both objects) of one
+// app, without budgets and with the operator's default ones (which cost
+// each branch's rules in bytes).
 func BenchmarkDecide(b *testing.B) {
+	budgets := opts
+	budgets.MaxRoutes, budgets.MaxBytes, budgets.App, budgets.Namespace = 1000, 1<<20, "shop", "shop"
 	for _, n := range []int{10, 1000, 10000} {
 		rs := benchReleases(n)
-		b.Run(fmt.Sprintf("releases=%d", n), func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				d := routing.Decide(rs, opts)
-				_ = routing.MakeVirtualService("shop", "shop", d, opts)
-				_ = routing.MakeDestinationRule("shop", "shop", d)
-			}
-		})
+		for name, o := range map[string]routing.Options{"": opts, ",budgets": budgets} {
+			b.Run(fmt.Sprintf("releases=%d%s", n, name), func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					d := routing.Decide(rs, o)
+					_ = routing.MakeVirtualService("shop", "shop", d, o)
+					_ = routing.MakeDestinationRule("shop", "shop", d)
+				}
+			})
+		}
 	}
 }

@@ -111,7 +111,7 @@ func enforceRouteBudget(byEnv map[string][]Release, hosts map[string][]string, s
 	type candidate struct {
 		env    string
 		head   branchHead
-		routes []Route
+		routes []Route // the rules a branch of env adds (for a placeholder branch: counted, not used)
 		bytes  int
 		rel    Release
 		served bool
@@ -136,19 +136,16 @@ func enforceRouteBudget(byEnv map[string][]Release, hosts map[string][]string, s
 	}
 	// A branch adds its rules: one at the gateway (when its environment has
 	// hosts) and those in the mesh: made as makeRoutes makes them, from the
-	// table with that branch alone, less the table without.
+	// table with that branch alone, less the table without; once per
+	// environment, for a placeholder branch, whose size gives every branch's.
 	for env, heads := range branches {
+		if len(heads) == 0 {
+			continue
+		}
+		t := sz.branchTemplate(envs, hosts, splits, base, env)
 		for _, h := range heads {
-			with := makeRoutes(envs, hosts, splits, map[string][]branchHead{env: {h}}, opts)
-			c := candidate{env: env, head: h, rel: created[h.Release],
-				served: cur.Routes[branchRouteName(env, h.Branch)] || cur.Routes[meshBranchRouteName(env, h.Branch)]}
-			for _, r := range with {
-				if !slices.ContainsFunc(base, func(o Route) bool { return o.Name == r.Name }) {
-					c.routes = append(c.routes, r)
-					c.bytes += sz.route(r)
-				}
-			}
-			cands = append(cands, c)
+			cands = append(cands, candidate{env: env, head: h, rel: created[h.Release], routes: t.routes, bytes: t.bytes(h),
+				served: cur.Routes[branchRouteName(env, h.Branch)] || cur.Routes[meshBranchRouteName(env, h.Branch)]})
 		}
 	}
 	slices.SortFunc(cands, func(a, b candidate) int {

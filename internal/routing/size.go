@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"slices"
 	"strings"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -55,4 +56,50 @@ func (z *sizer) fixed(hosts map[string][]string, live int) int {
 		}
 	}
 	return n
+}
+
+// Placeholders of a branch template: upper case, which no DNS name, and so
+// none of the strings they stand for, contains.
+const (
+	placeholderBranch  = "QQBRANCHQQ"
+	placeholderSubset  = "QQSUBSETQQ"
+	placeholderRelease = "QQRELEASEQQ"
+)
+
+// branchTemplate is the size of the rules one branch of an environment adds,
+// with the branch's, its subset's and its release's names as placeholders.
+type branchTemplate struct {
+	routes                   []Route
+	size                     int
+	branches, subsets, names int // how many times each placeholder occurs
+}
+
+// branchTemplate makes an environment's template: the rules makeRoutes adds
+// for a placeholder branch to the table base (made without branches).
+func (z *sizer) branchTemplate(envs []string, hosts map[string][]string, splits map[string][]Destination, base []Route, env string) branchTemplate {
+	head := branchHead{Branch: placeholderBranch, Destination: Destination{Release: placeholderRelease, Subset: placeholderSubset, Weight: 100}}
+	var t branchTemplate
+	for _, r := range makeRoutes(envs, hosts, splits, map[string][]branchHead{env: {head}}, z.opts) {
+		if slices.ContainsFunc(base, func(o Route) bool { return o.Name == r.Name }) {
+			continue
+		}
+		b, err := protojson.Marshal(makeHTTPRoute(z.svc, r, z.opts, z.patterns))
+		if err != nil {
+			continue
+		}
+		t.routes = append(t.routes, r)
+		t.size += len(b) + 1
+		t.branches += strings.Count(string(b), placeholderBranch)
+		t.subsets += strings.Count(string(b), placeholderSubset)
+		t.names += strings.Count(string(b), placeholderRelease)
+	}
+	return t
+}
+
+// bytes is the size of the rules of branch h (its names are DNS names, which
+// JSON and regular expressions carry as they are, a dot in a release's name
+// escaped by a backslash at most).
+func (t branchTemplate) bytes(h branchHead) int {
+	return t.size + t.branches*(len(h.Branch)-len(placeholderBranch)) + t.subsets*(len(h.Subset)-len(placeholderSubset)) +
+		t.names*(2*len(h.Release)-len(placeholderRelease))
 }
