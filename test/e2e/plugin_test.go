@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -17,10 +18,20 @@ import (
 	"github.com/switchyard-dev/switchyard/internal/testenv"
 )
 
+// buildPlugin builds bin/kubectl-switchyard from the tree once per run,
+// whichever spec asks first (specs run in random order).
+var buildPlugin sync.Once
+
 // plugin runs `kubectl switchyard ARGS` against the cluster; it returns the
 // output and the exit code.
 func plugin(args ...string) (string, int) {
 	bin := filepath.Join(testenv.Root(), "bin", "kubectl-switchyard")
+	buildPlugin.Do(func() {
+		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/kubectl-switchyard")
+		build.Dir = testenv.Root()
+		out, err := build.CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), string(out))
+	})
 	cmd := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", cluster.Kubeconfig}, args...)...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -36,13 +47,6 @@ func plugin(args ...string) (string, int) {
 }
 
 var _ = Describe("Out-of-order builds and kubectl switchyard", func() {
-	BeforeEach(func() {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(testenv.Root(), "bin", "kubectl-switchyard"), "./cmd/kubectl-switchyard")
-		cmd.Dir = testenv.Root()
-		out, err := cmd.CombinedOutput()
-		Expect(err).NotTo(HaveOccurred(), string(out))
-	})
-
 	It("never lets a late, older build of a branch replace the newer one, and the plugin says so at once", func() {
 		ns := newNamespace()
 		jp12 := func(build int) spec {
