@@ -12,6 +12,8 @@ BIN := $(ROOT)/bin
 CONTROLPLANE_VERSION := v1.37.2
 CONTROLPLANE := $(BIN)/controlplane/$(CONTROLPLANE_VERSION)
 CONTROLLER_GEN := go tool controller-gen
+GOLANGCI_LINT_VERSION := v2.15.0
+GOLANGCI_LINT := $(BIN)/tools/golangci-lint-$(GOLANGCI_LINT_VERSION)
 
 .PHONY: all
 all: build
@@ -42,6 +44,16 @@ fmt: ## go fmt.
 vet: ## go vet.
 	go vet ./...
 
+$(GOLANGCI_LINT):
+	mkdir -p $(BIN)/tools
+	GOBIN=$(BIN)/tools go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	mv $(BIN)/tools/golangci-lint $@
+
+.PHONY: lint
+lint: $(GOLANGCI_LINT) ## golangci-lint (.golangci.yml) on both modules; built from the Go module proxy into bin/tools once.
+	$(GOLANGCI_LINT) run ./...
+	cd test && $(GOLANGCI_LINT) run --config ../.golangci.yml ./...
+
 .PHONY: verify-gen
 verify-gen: manifests generate ## Fail when the generated files differ from git.
 	@test -z "$$(git status --porcelain -- api config charts)" || { git status --short -- api config charts; git diff -- api config charts; echo "generated files are out of date: run 'make manifests generate' and commit"; exit 1; }
@@ -60,7 +72,7 @@ controlplane: ## Build etcd and the Kubernetes control plane into bin/ (once; se
 	hack/build-controlplane.sh
 
 .PHONY: test
-test: verify-size verify-gen verify-fmt vet test-unit test-chart test-envtest test-istio test-e2e ## Run every test suite (what CI runs).
+test: verify-size verify-gen verify-fmt vet lint test-unit test-chart test-envtest test-istio test-e2e ## Run every test suite (what CI runs).
 
 .PHONY: test-unit
 test-unit: ## Unit tests of the pure parts (routing builder), with a short fuzz run.

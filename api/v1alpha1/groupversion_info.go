@@ -13,7 +13,7 @@ var (
 	GroupVersion = schema.GroupVersion{Group: "delivery.switchyard.dev", Version: "v1alpha1"}
 
 	// SchemeBuilder registers the API's types with a scheme.
-	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion} //nolint:staticcheck // kubebuilder's API scaffold; its replacement is not in this controller-runtime yet
 
 	// AddToScheme adds the API's types to a scheme.
 	AddToScheme = SchemeBuilder.AddToScheme

@@ -80,7 +80,7 @@ func (r *report) builder(ctx context.Context) error {
 		target, ok := "", true
 		if n == "releases=10000" {
 			var ns float64
-			fmt.Sscan(b[0], &ns)
+			_, _ = fmt.Sscan(b[0], &ns) // not a number: no target checked
 			target, ok = "< 50 ms", ns < 50e6
 		}
 		v := "met"
@@ -96,8 +96,8 @@ func (r *report) builder(ctx context.Context) error {
 
 func lessNs(a, b string) bool {
 	var x, y float64
-	fmt.Sscan(a, &x)
-	fmt.Sscan(b, &y)
+	_, _ = fmt.Sscan(a, &x) // not numbers: compare as 0
+	_, _ = fmt.Sscan(b, &y)
 	return x < y
 }
 
@@ -254,7 +254,7 @@ func (b *bench) applyBurst(ctx context.Context, prefix string, n int) (burstResu
 	}
 	at, err := obs.waitRouted(ctx, rel, 10*time.Minute)
 	if err != nil {
-		return res, fmt.Errorf("Switchyard did not route all %d: %w", n, err)
+		return res, fmt.Errorf("switchyard did not route all %d: %w", n, err)
 	}
 	res.routed = latest(at)
 	for _, name := range rel {
@@ -688,7 +688,6 @@ func (r *report) scale(ctx context.Context, b *bench, apps, perApp int) error {
 	}
 	time.Sleep(10 * time.Second)
 	rssLimited, _ := b.rss()
-	f, _ = b.scrape()
 	b.saveHeap("heap-scale-memlimit")
 	f, _ = b.scrape()
 	r.add("4 memory", fmt.Sprintf("... restarted on %d AppReleases with GOMEMLIMIT=128MiB (the chart sets it from resources.limits.memory): RSS (live heap)", n10k),

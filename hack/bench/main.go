@@ -70,7 +70,7 @@ func run(ctx context.Context, o options) error {
 		for _, f := range strings.Split(o.sizes, ",") {
 			var size, n int
 			if _, err := fmt.Sscanf(f, "%d:%d", &size, &n); err != nil {
-				return fmt.Errorf("-sizes %q: want size:samples,...", o.sizes)
+				return fmt.Errorf("-sizes %q: want size:samples, comma-separated", o.sizes)
 			}
 			sizes, samples[size] = append(sizes, size), n
 		}

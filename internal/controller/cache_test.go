@@ -41,10 +41,10 @@ func TestEditedBy(t *testing.T) {
 	t0 := metav1.NewTime(time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC))
 	later := metav1.NewTime(t0.Add(time.Minute))
 	ours := metav1.ManagedFieldsEntry{Manager: releaseFieldManager, Operation: metav1.ManagedFieldsOperationApply, Time: &t0,
-		FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:replicas":{}}}`)}}
+		FieldsV1: fieldsV1(`{"f:spec":{"f:replicas":{}}}`)}
 	entry := func(manager, subresource string, at *metav1.Time, fields string) metav1.ManagedFieldsEntry {
 		return metav1.ManagedFieldsEntry{Manager: manager, Operation: metav1.ManagedFieldsOperationUpdate, Subresource: subresource,
-			Time: at, FieldsV1: &metav1.FieldsV1{Raw: []byte(fields)}}
+			Time: at, FieldsV1: fieldsV1(fields)}
 	}
 	cases := []struct {
 		name    string
@@ -140,4 +140,10 @@ func TestCachedReleaseKeepsTheDeploymentHash(t *testing.T) {
 	if desiredHash(out.(*v1alpha1.AppRelease)) == want {
 		t.Errorf("a changed template does not change the desired hash")
 	}
+}
+
+func fieldsV1(raw string) *metav1.FieldsV1 {
+	f := &metav1.FieldsV1{}
+	f.SetRawString(raw)
+	return f
 }

@@ -284,7 +284,7 @@ func onlyRestart(fields []byte) bool {
 			if k == "." {
 				continue
 			}
-			if sub, ok := v.(map[string]any); ok && len(sub) > 0 && !(len(sub) == 1 && sub["."] != nil) {
+			if sub, ok := v.(map[string]any); ok && len(sub) > 0 && (len(sub) != 1 || sub["."] == nil) {
 				walk(path+"/"+k, sub)
 				continue
 			}
@@ -311,7 +311,7 @@ func editedBy(d *appsv1.Deployment) string {
 		// kube-controller-manager writes a Deployment's scale for a
 		// HorizontalPodAutoscaler: an autoscaler is no hand edit.
 		if m.Manager == releaseFieldManager || m.Manager == "kube-controller-manager" || (m.Subresource != "" && m.Subresource != "scale") ||
-			m.FieldsV1 == nil || !bytes.Contains(m.FieldsV1.Raw, []byte(`"f:spec"`)) || onlyRestart(m.FieldsV1.Raw) {
+			m.FieldsV1 == nil || !bytes.Contains(m.FieldsV1.GetRawBytes(), []byte(`"f:spec"`)) || onlyRestart(m.FieldsV1.GetRawBytes()) {
 			continue
 		}
 		if m.Time == nil || !m.Time.Time.Before(ours) {

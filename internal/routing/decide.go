@@ -187,13 +187,6 @@ func enforceRouteBudget(byEnv map[string][]Release, hosts map[string][]string, s
 	}
 }
 
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
 // decideEnvironment picks the environment's stable release, its Standby
 // rollback targets and its canaries, and returns the environment's split.
 // rs is newest first.

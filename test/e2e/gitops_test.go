@@ -52,8 +52,8 @@ func expectSpecUntouched(ns string) {
 	for _, r := range list.Items {
 		for _, mf := range r.ManagedFields {
 			if mf.Manager != "ci-pipeline" && mf.FieldsV1 != nil {
-				Expect(strings.Contains(string(mf.FieldsV1.Raw), `"f:spec"`)).To(BeFalse(),
-					"%s: manager %s (%s) owns spec fields: %s", r.Name, mf.Manager, mf.Operation, mf.FieldsV1.Raw)
+				Expect(strings.Contains(mf.FieldsV1.GetRawString(), `"f:spec"`)).To(BeFalse(),
+					"%s: manager %s (%s) owns spec fields: %s", r.Name, mf.Manager, mf.Operation, mf.FieldsV1.GetRawString())
 			}
 		}
 	}

@@ -171,7 +171,7 @@ var _ = Describe("Leader election", Ordered, func() {
 		mustApply(ns, "shop-v1", prod("shop:v1"))
 		Eventually(state(ns, "shop-v1")).Should(Equal("Live 100 True/Routed"))
 		writerA, writerB := wrote(a), wrote(b)
-		Expect(writerA != writerB).To(BeTrue(), "exactly one manager writes (a: %v, b: %v)", writerA, writerB)
+		Expect(writerA).NotTo(Equal(writerB), "exactly one manager writes (a: %v, b: %v)", writerA, writerB)
 
 		By("stopping the leader: the other takes over")
 		if writerA {

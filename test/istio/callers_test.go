@@ -248,6 +248,9 @@ func TestBranchFollowsTheRequestThroughServices(t *testing.T) {
 		{"not propagated", nil, []string{"frontend-s1", "orders-s1", "payments-s1"}},
 	} {
 		served, err := judges["frontend"].Serve(Gateway, stagingHost, tc.headers)
+		if err != nil {
+			t.Fatalf("%s: the gateway: %v", tc.name, err)
+		}
 		hop, err := one(served)
 		if err == nil && hop != tc.want[0] {
 			err = errors.New("served " + hop)
