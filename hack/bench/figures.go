@@ -297,11 +297,7 @@ func (r *report) applyToRouted(ctx context.Context, b *bench, sizes []int, sampl
 			name := fmt.Sprintf("probe-%04d", i)
 			f0, _ := b.scrape()
 			start := time.Now()
-			if err := b.apply(ctx, ns, "shop", name, branchSpec(name)); err != nil {
-				obs.stop()
-				return err
-			}
-			at, err := obs.waitRouted(ctx, []string{name}, 2*time.Minute)
+			routedAt, err := b.applyRouted(ctx, obs, ns, "shop", name, branchSpec(name))
 			if err != nil {
 				obs.stop()
 				return err
@@ -310,9 +306,9 @@ func (r *report) applyToRouted(ctx context.Context, b *bench, sizes []int, sampl
 			if r.verbose {
 				fmt.Printf("    %s: %s\n", name, obs.trace(name, start))
 			}
-			total = append(total, at[name].Sub(start))
+			total = append(total, routedAt.Sub(start))
 			if avail, ok := obs.availableAt(name); ok {
-				afterAvailable = append(afterAvailable, at[name].Sub(avail))
+				afterAvailable = append(afterAvailable, routedAt.Sub(avail))
 			}
 			rebuild += time.Duration((sum(f1, "switchyard_route_rebuild_duration_seconds", nil) - sum(f0, "switchyard_route_rebuild_duration_seconds", nil)) * 1e9)
 			floor, err := b.floor(ctx, ns)
@@ -350,6 +346,16 @@ func (r *report) applyToRouted(ctx context.Context, b *bench, sizes []int, sampl
 			fmt.Sprintf("%.0f%% (the rest: the Deployment becoming Available, the API server, watch delivery)", 100*float64(rebuild)/float64(sumD(total))), "", "")
 	}
 	return nil
+}
+
+// applyRouted applies one release as a pipeline does and returns when it
+// was first routed (within 2 minutes).
+func (b *bench) applyRouted(ctx context.Context, obs *observer, ns, app, name string, spec map[string]any) (time.Time, error) {
+	if err := b.apply(ctx, ns, app, name, spec); err != nil {
+		return time.Time{}, err
+	}
+	at, err := obs.waitRouted(ctx, []string{name}, 2*time.Minute)
+	return at[name], err
 }
 
 // liveApp makes an app "shop" of size-1 live branch releases in a new
@@ -707,17 +713,13 @@ func (r *report) sequential(ctx context.Context, b *bench, sizes []int, samples 
 		var gaps, floors []time.Duration
 		for i := range samples {
 			name := fmt.Sprintf("seq-%04d", i)
-			if err := b.apply(ctx, ns, "shop", name, branchSpec(name)); err != nil {
-				obs.stop()
-				return err
-			}
-			at, err := obs.waitRouted(ctx, []string{name}, 2*time.Minute)
+			at, err := b.applyRouted(ctx, obs, ns, "shop", name, branchSpec(name))
 			if err != nil {
 				obs.stop()
 				return err
 			}
 			if avail, ok := obs.availableAt(name); ok {
-				gaps = append(gaps, at[name].Sub(avail))
+				gaps = append(gaps, at.Sub(avail))
 			}
 			if err := b.c.Delete(ctx, &v1alpha1.AppRelease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
 				obs.stop()
@@ -762,16 +764,13 @@ func (r *report) crowded(ctx context.Context, b *bench, big, burst, samples int)
 		for i := range n {
 			time.Sleep(pause)
 			name := fmt.Sprintf("%s-%04d", prefix, i)
-			if err := b.apply(ctx, quiet, "quiet", name, map[string]any{"environment": "production",
-				"hosts": []any{"quiet.example.com"}, "image": "registry.example.com/quiet:" + name}); err != nil {
-				return nil, err
-			}
-			at, err := obs.waitRouted(ctx, []string{name}, 2*time.Minute)
+			at, err := b.applyRouted(ctx, obs, quiet, "quiet", name, map[string]any{"environment": "production",
+				"hosts": []any{"quiet.example.com"}, "image": "registry.example.com/quiet:" + name})
 			if err != nil {
 				return nil, err
 			}
 			if avail, ok := obs.availableAt(name); ok {
-				out = append(out, at[name].Sub(avail))
+				out = append(out, at.Sub(avail))
 			}
 		}
 		return out, nil

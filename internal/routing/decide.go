@@ -99,7 +99,7 @@ func DecideFrom(releases []Release, cur Current, opts Options) Decision {
 }
 
 // enforceRouteBudget keeps the VirtualService within opts.MaxRoutes HTTP
-// routes. Environment and mesh splits always stay; branches served now come
+// routes and opts.MaxBytes bytes (as the sizer estimates them). Environment and mesh splits always stay; branches served now come
 // first (a newer build of a served branch keeps its slot), then the others
 // oldest head first, so the newest ones wait, each saying so, until others
 // retire.

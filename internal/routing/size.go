@@ -13,6 +13,8 @@ import (
 // is named as long as the API allows (a 63-character app in a 63-character
 // namespace), so the estimate holds for any app.
 type sizer struct {
+	// off: no byte budget; nothing is serialized, every size is 0.
+	off      bool
 	svc      string
 	opts     Options
 	patterns map[string]*networking.StringMatch
@@ -23,11 +25,15 @@ func newSizer(opts Options) *sizer {
 	if ns == "" || app == "" {
 		ns, app = strings.Repeat("n", 63), strings.Repeat("a", 63)
 	}
-	return &sizer{svc: ServiceHostIn(ns, app, opts.ClusterDomain), opts: opts, patterns: map[string]*networking.StringMatch{}}
+	return &sizer{off: opts.MaxBytes <= 0, svc: ServiceHostIn(ns, app, opts.ClusterDomain), opts: opts,
+		patterns: map[string]*networking.StringMatch{}}
 }
 
 // route is one HTTP route's JSON size, and its comma.
 func (z *sizer) route(r Route) int {
+	if z.off {
+		return 0
+	}
 	b, err := protojson.Marshal(makeHTTPRoute(z.svc, r, z.opts, z.patterns))
 	if err != nil {
 		return 0
@@ -83,11 +89,14 @@ func (z *sizer) branchTemplate(envs []string, hosts map[string][]string, splits 
 		if slices.ContainsFunc(base, func(o Route) bool { return o.Name == r.Name }) {
 			continue
 		}
+		t.routes = append(t.routes, r)
+		if z.off {
+			continue
+		}
 		b, err := protojson.Marshal(makeHTTPRoute(z.svc, r, z.opts, z.patterns))
 		if err != nil {
 			continue
 		}
-		t.routes = append(t.routes, r)
 		t.size += len(b) + 1
 		t.branches += strings.Count(string(b), placeholderBranch)
 		t.subsets += strings.Count(string(b), placeholderSubset)
