@@ -109,6 +109,12 @@ type AppReleaseSpec struct {
 	// is then nil. Never serialized: one such object must not stop the
 	// operator's informer, so it is decoded leniently and refused on its own.
 	TemplateError string `json:"-"`
+
+	// TemplateHash stands for spec.template where a cache dropped it to save
+	// memory (the operator's cache does: only the Deployment's writer reads
+	// the template, from the API server): the template's hash, as the
+	// operator computes it. Never serialized.
+	TemplateHash string `json:"-"`
 }
 
 // UnmarshalJSON decodes a spec, and one whose template does not decode

@@ -588,13 +588,14 @@ func (r *report) scale(ctx context.Context, b *bench, apps, perApp int) error {
 			}
 		}
 	}
-	// routed counts the routes of every app's VirtualService.
+	// routed counts the releases every app's VirtualService routes to (its
+	// subsets: a branch has two rules, one at the gateway, one in the mesh).
 	routed := func() int {
 		n := 0
 		for _, k := range keys {
 			vs := &networkingv1.VirtualService{}
 			if err := b.c.Get(ctx, client.ObjectKey{Namespace: k.ns, Name: k.app}, vs); err == nil {
-				n += len(vs.Spec.Http)
+				n += len(routing.RoutedSubsets(&vs.Spec))
 			}
 		}
 		return n
@@ -645,6 +646,9 @@ func (r *report) scale(ctx context.Context, b *bench, apps, perApp int) error {
 	if _, err := waitRouted(before + len(first)*perApp); err != nil {
 		return fmt.Errorf("route the first %d apps: %w", len(first), err)
 	}
+	if _, err := b.waitQuiet(ctx); err != nil {
+		return err
+	}
 	time.Sleep(10 * time.Second)
 	rss1k, _ := b.rss()
 	n1k := b.countReleases(ctx)
@@ -656,6 +660,10 @@ func (r *report) scale(ctx context.Context, b *bench, apps, perApp int) error {
 		return fmt.Errorf("route %d apps: %w", len(keys), err)
 	}
 	allRouted := time.Since(start)
+	// Every status written, every drain and event done: the operator is idle.
+	if _, err := b.waitQuiet(ctx); err != nil {
+		return err
+	}
 	time.Sleep(10 * time.Second)
 	rss10k, _ := b.rss()
 	b.saveHeap("heap-scale")

@@ -107,6 +107,9 @@ func (r *AppReconciler) getShared(ctx context.Context, key client.ObjectKey, obj
 		// A miss, or a cached object that is not the one this controller last
 		// wrote: read the API server, so no decision rests on a stale copy.
 		err = r.APIReader.Get(ctx, key, obj)
+		if vs, ok := obj.(*networkingv1.VirtualService); ok && err == nil {
+			compact(vs) // as the cache holds it
+		}
 	}
 	switch {
 	case apierrors.IsNotFound(err):
@@ -413,7 +416,7 @@ func (r *AppReconciler) applyVirtualService(ctx context.Context, s *appScope, sp
 		s.vs = nil
 		return nil
 	}
-	if s.vs != nil && sameMeta(s.vs, s.key.Name, owners) && proto.Equal(&s.vs.Spec, spec) {
+	if s.vs != nil && sameMeta(s.vs, s.key.Name, owners) && sameSpec(s.vs, spec) {
 		return nil
 	}
 	if wait := r.throttle(s); wait > 0 {
@@ -430,6 +433,7 @@ func (r *AppReconciler) applyVirtualService(ctx context.Context, s *appScope, sp
 	metrics.Writes.WithLabelValues("VirtualService", "apply").Inc()
 	r.remember(obj, s.key, obj.ResourceVersion)
 	log.Info("Applied VirtualService", "virtualService", klog.KObj(obj), "routes", len(spec.Http), "took", time.Since(start))
+	compact(obj)
 	s.vs = obj
 	r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "RoutesUpdated", "Apply", "Routes: %s", routeSummary(spec))
 	return nil

@@ -1,8 +1,12 @@
 package controller
 
 import (
+	"reflect"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -10,6 +14,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/switchyard-dev/switchyard/api/v1alpha1"
+	"github.com/switchyard-dev/switchyard/internal/routing"
 )
 
 func TestSlimDeploymentKeepsWhatTheControllersRead(t *testing.T) {
@@ -117,8 +122,8 @@ func TestReleaseUID(t *testing.T) {
 
 func TestCachedReleaseKeepsTheDeploymentHash(t *testing.T) {
 	full := &v1alpha1.AppRelease{ObjectMeta: metav1.ObjectMeta{Name: "shop-v1", Namespace: "shop", UID: "uid-1",
-		// An author's own annotation of the cache's name changes nothing.
-		Annotations: map[string]string{annotationTemplateHash: "forged"}},
+		// kubectl apply's copy of the whole manifest, template included.
+		Annotations: map[string]string{"kubectl.kubernetes.io/last-applied-configuration": `{"spec":{"template":{}}}`}},
 		Spec: v1alpha1.AppReleaseSpec{App: "shop", Environment: "production", Image: "registry.example.com/shop:v1",
 			Template: &corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app",
 				Env: []corev1.EnvVar{{Name: "MODE", Value: "a"}}}}}}}}
@@ -128,8 +133,8 @@ func TestCachedReleaseKeepsTheDeploymentHash(t *testing.T) {
 		t.Fatal(err)
 	}
 	cached := out.(*v1alpha1.AppRelease)
-	if cached.Spec.Template != nil {
-		t.Fatalf("the cached release keeps its template")
+	if cached.Spec.Template != nil || cached.Annotations != nil {
+		t.Fatalf("the cached release keeps its template or annotations")
 	}
 	if got := desiredHash(cached); got != want {
 		t.Errorf("desired hash from the cached release %s, from the full one %s", got, want)
@@ -146,4 +151,42 @@ func fieldsV1(raw string) *metav1.FieldsV1 {
 	f := &metav1.FieldsV1{}
 	f.SetRawString(raw)
 	return f
+}
+
+func TestCachedVirtualServiceComparesByTheWholeSpec(t *testing.T) {
+	opts := routing.Options{BranchHeader: "x-branch", Gateway: "istio-system/ingressgateway", MeshEnvironment: "production"}
+	rels := []routing.Release{
+		{Name: "shop-v1", UID: "u1", Environment: "production", Hosts: []string{"shop.example.com"}, Accepted: true, HasDeployment: true, Available: true},
+		{Name: "shop-jp12", UID: "u2", Environment: "staging", Branch: "feature-jp12", Hosts: []string{"staging.example.com"}, Accepted: true, HasDeployment: true, Available: true},
+	}
+	d := routing.Decide(rels, opts)
+	spec := routing.MakeVirtualService("shop", "shop", d, opts)
+	vs := &networkingv1.VirtualService{ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: "shop",
+		// An author's own annotation of the cache's name changes nothing.
+		Annotations:   map[string]string{annotationCachedSpecHash: routing.SpecHash(spec)},
+		ManagedFields: []metav1.ManagedFieldsEntry{{Manager: appFieldManager}}}}
+	proto.Merge(&vs.Spec, spec)
+	vs.Spec.Http[0].Match = nil // another writer's change
+	if _, err := compactVirtualService(vs); err != nil {
+		t.Fatal(err)
+	}
+	if sameSpec(vs, spec) {
+		t.Errorf("a VirtualService changed by someone else compares as the desired one")
+	}
+	proto.Reset(&vs.Spec)
+	proto.Merge(&vs.Spec, spec)
+	compact(vs)
+	if !sameSpec(vs, spec) {
+		t.Errorf("the cached copy of the desired VirtualService compares as another")
+	}
+	if vs.ManagedFields != nil || len(vs.Spec.Hosts) > 0 || len(vs.Spec.Http[0].Match) > 0 && vs.Spec.Http[0].Match[0].Headers != nil {
+		t.Errorf("the cached VirtualService keeps what no code reads: %v", vs)
+	}
+	if !reflect.DeepEqual(routing.CurrentOf(&vs.Spec), routing.CurrentOf(spec)) ||
+		!reflect.DeepEqual(routing.RoutedSubsets(&vs.Spec), routing.RoutedSubsets(spec)) {
+		t.Errorf("the cached VirtualService reads otherwise than the whole")
+	}
+	if b, a := proto.Size(spec), proto.Size(&vs.Spec); a*3 > b {
+		t.Errorf("the cached spec is %d bytes encoded, the whole %d: not compact", a, b)
+	}
 }

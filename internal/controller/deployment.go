@@ -38,12 +38,11 @@ const (
 	// Switchyard's last apply (kubectl set image, kubectl scale, an edit): the
 	// release controller puts it back.
 	annotationEditedBy = "switchyard.dev/edited-by"
-	// annotationTemplateHash is set by the cache (never written) on an
-	// AppRelease whose spec.template it dropped: the template's hash, so the
-	// desired Deployment's hash is known without the template (see
-	// desiredHash); the release controller reads the template from the API
-	// server when it writes the Deployment.
-	annotationTemplateHash = "switchyard.dev/cached-template-hash"
+	// annotationCachedSpecHash is set by the cache (never written) on a
+	// VirtualService whose spec it compacted (compactVirtualService): the
+	// whole spec's routing.SpecHash, so an unchanged one is never written
+	// again.
+	annotationCachedSpecHash = "switchyard.dev/cached-spec-hash"
 	// renderVersion changes whenever MakeDeployment renders a release
 	// differently, so an upgraded operator re-applies every Deployment once.
 	renderVersion = "3"
@@ -119,8 +118,8 @@ func desiredHash(r *v1alpha1.AppRelease) string {
 // templateHashOf is the hash of a release's spec.template: the cache's note of
 // it on a cached release, else computed.
 func templateHashOf(r *v1alpha1.AppRelease) string {
-	if h, ok := r.Annotations[annotationTemplateHash]; ok && r.Spec.Template == nil {
-		return h
+	if r.Spec.TemplateHash != "" && r.Spec.Template == nil {
+		return r.Spec.TemplateHash
 	}
 	return templateHash(r.Spec.Template)
 }
@@ -136,18 +135,19 @@ func templateHash(t *corev1.PodTemplateSpec) string {
 
 // withoutTemplate is the cache's transform of an AppRelease: its template
 // (read only when its Deployment is written, then from the API server) is
-// dropped and its hash noted; so are its managedFields. An annotation of that
-// name that the release carries itself is overwritten.
+// dropped and its hash noted in spec.TemplateHash (never serialized); its
+// annotations and managedFields go too.
 func withoutTemplate(obj any) (any, error) {
 	r, ok := obj.(*v1alpha1.AppRelease)
 	if !ok {
 		return obj, nil
 	}
 	r.ManagedFields = nil
-	if r.Annotations == nil {
-		r.Annotations = map[string]string{}
-	}
-	r.Annotations[annotationTemplateHash] = templateHash(r.Spec.Template)
+	// No code reads a release's annotations: kubectl's
+	// last-applied-configuration (the whole manifest, template included) and
+	// every other go.
+	r.Annotations = nil
+	r.Spec.TemplateHash = templateHash(r.Spec.Template)
 	r.Spec.Template = nil
 	return r, nil
 }

@@ -7,6 +7,10 @@ package controller
 import (
 	"context"
 	"fmt"
+	"maps"
+
+	"google.golang.org/protobuf/proto"
+	networking "istio.io/api/networking/v1alpha3"
 	"time"
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -120,6 +124,8 @@ func CacheOptions(namespaces ...string) cache.Options {
 	managed := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedByValue})}
 	deployments := managed
 	deployments.Transform = slimDeployment
+	virtualServices := managed
+	virtualServices.Transform = compactVirtualService
 	var watched map[string]cache.Config
 	if len(namespaces) > 0 {
 		watched = map[string]cache.Config{}
@@ -135,7 +141,7 @@ func CacheOptions(namespaces ...string) cache.Options {
 		&v1alpha1.AppRelease{}:          {Transform: withoutTemplate},
 		&appsv1.Deployment{}:            deployments,
 		&corev1.Service{}:               managed,
-		&networkingv1.VirtualService{}:  managed,
+		&networkingv1.VirtualService{}:  virtualServices,
 		&networkingv1.DestinationRule{}: managed,
 	}}
 }
@@ -152,8 +158,8 @@ func namespaceLabelOnly(obj any) (any, error) {
 }
 
 // slimDeployment keeps of a cached Deployment what the controllers read: its
-// metadata (owner, labels, finalizers, the spec-hash annotation, generation),
-// its replica count and its status, and notes in annotationEditedBy who else
+// metadata (owner, labels, finalizers, Switchyard's annotations, generation),
+// its replica count and its status (the conditions' type, status and reason), and notes in annotationEditedBy who else
 // changed its spec (read from the managedFields it then drops). The pod template, selector and strategy (half of a
 // Deployment's memory) are dropped: a cached Deployment is compared by
 // annotationSpecHash, never by its template, and written only by server-side
@@ -171,5 +177,56 @@ func slimDeployment(obj any) (any, error) {
 	}
 	d.ManagedFields = nil
 	d.Spec = appsv1.DeploymentSpec{Replicas: d.Spec.Replicas}
+	// Of the annotations, only Switchyard's; of the conditions, what
+	// stateOf reads (the deployment controller's messages go).
+	for k := range d.Annotations {
+		if k != annotationSpecHash && k != annotationReleaseUID && k != annotationEditedBy {
+			delete(d.Annotations, k)
+		}
+	}
+	conds := d.Status.Conditions[:0]
+	for _, c := range d.Status.Conditions {
+		if c.Type == appsv1.DeploymentAvailable || c.Type == appsv1.DeploymentProgressing {
+			conds = append(conds, appsv1.DeploymentCondition{Type: c.Type, Status: c.Status, Reason: c.Reason})
+		}
+	}
+	d.Status.Conditions = conds
 	return d, nil
+}
+
+// compactVirtualService is the cache's transform of a VirtualService (see
+// compact).
+func compactVirtualService(obj any) (any, error) {
+	if vs, ok := obj.(*networkingv1.VirtualService); ok {
+		compact(vs)
+	}
+	return obj, nil
+}
+
+// compact keeps of a VirtualService's spec only what the app controller
+// reads of it (routing.CompactVirtualService: rule names, subsets, the
+// environments' hosts), notes the whole spec's hash in
+// annotationCachedSpecHash (sameSpec compares by it, so it must be the
+// hash of the spec as the API server holds it: compact a VirtualService once,
+// as read) and drops its managedFields. The cache holds VirtualServices so, and
+// loadShared and applyVirtualService make those they read or write so. A
+// 1,000-rule VirtualService's copy is then about a tenth of its size. An
+// annotation of that name the object carries itself is overwritten.
+func compact(vs *networkingv1.VirtualService) {
+	hash := routing.SpecHash(&vs.Spec)
+	c := routing.CompactVirtualService(&vs.Spec)
+	proto.Reset(&vs.Spec)
+	proto.Merge(&vs.Spec, c)
+	vs.ManagedFields = nil
+	vs.Annotations = maps.Clone(vs.Annotations)
+	if vs.Annotations == nil {
+		vs.Annotations = map[string]string{}
+	}
+	vs.Annotations[annotationCachedSpecHash] = hash
+}
+
+// sameSpec: a VirtualService made so by compact has the spec desired.
+func sameSpec(vs *networkingv1.VirtualService, desired *networking.VirtualService) bool {
+	h, ok := vs.Annotations[annotationCachedSpecHash]
+	return ok && h == routing.SpecHash(desired)
 }

@@ -1,8 +1,11 @@
 package routing
 
 import (
+	"fmt"
+	"hash/fnv"
 	"strings"
 
+	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 )
 
@@ -73,3 +76,45 @@ func labelledRouteName(env string) string { return "mesh-labelled-" + env }
 // callers when the app has no Available release of the mesh environment (a
 // dot: no environment's rule is named so).
 const MeshUnservedRoute = "mesh.unserved"
+
+// CompactVirtualService is the part of a VirtualService spec (nil: none) that
+// CurrentOf and RoutedSubsets read: each rule's name, the subsets it routes
+// to, and the authority matches of environment split rules. Both read the
+// same from it as from the whole spec; an app's cache holds this form, about
+// a tenth of the whole (each branch's matches, headers and caller labels go).
+// The result shares no memory with spec.
+func CompactVirtualService(spec *networking.VirtualService) *networking.VirtualService {
+	if spec == nil {
+		return nil
+	}
+	out := &networking.VirtualService{Http: make([]*networking.HTTPRoute, 0, len(spec.GetHttp()))}
+	for _, h := range spec.GetHttp() {
+		rule := &networking.HTTPRoute{Name: h.GetName()}
+		if strings.HasPrefix(h.GetName(), envRoutePrefix) {
+			for _, m := range h.GetMatch() {
+				if a := m.GetAuthority(); a != nil {
+					rule.Match = append(rule.Match, &networking.HTTPMatchRequest{Authority: proto.Clone(a).(*networking.StringMatch)})
+				}
+			}
+		}
+		for _, d := range h.GetRoute() {
+			rule.Route = append(rule.Route, &networking.HTTPRouteDestination{Destination: &networking.Destination{Subset: d.GetDestination().GetSubset()}})
+		}
+		out.Http = append(out.Http, rule)
+	}
+	return out
+}
+
+// SpecHash identifies a VirtualService or DestinationRule spec: equal specs
+// (proto.Equal) have equal hashes, whether built here or decoded from the API
+// server. It is 16 hexadecimal digits (FNV-64a of the deterministic protobuf
+// encoding); "" for a spec that does not encode.
+func SpecHash(spec proto.Message) string {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(spec)
+	if err != nil {
+		return ""
+	}
+	h := fnv.New64a()
+	_, _ = h.Write(b)
+	return fmt.Sprintf("%016x", h.Sum64())
+}

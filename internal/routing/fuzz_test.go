@@ -1,10 +1,12 @@
 package routing_test
 
 import (
+	"encoding/json"
 	"reflect"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
+	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/switchyard-dev/switchyard/internal/routing"
 	"github.com/switchyard-dev/switchyard/internal/routing/routingtest"
@@ -49,6 +51,26 @@ func FuzzDecide(f *testing.F) {
 		}
 		if opts.MaxRoutes > 0 && len(d.Routes) > max(opts.MaxRoutes, routesWithoutBranches(d)) {
 			t.Fatalf("%d routes over a budget of %d", len(d.Routes), opts.MaxRoutes)
+		}
+		// The compact form the cache holds reads the same, and the spec's hash
+		// survives the API server's JSON round trip.
+		compact := routing.CompactVirtualService(vs)
+		if !reflect.DeepEqual(routing.CurrentOf(compact), routing.CurrentOf(vs)) ||
+			!reflect.DeepEqual(routing.RoutedSubsets(compact), routing.RoutedSubsets(vs)) {
+			t.Fatal("the compact VirtualService reads otherwise than the whole")
+		}
+		if vs != nil {
+			b, err := json.Marshal(vs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			back := &networking.VirtualService{}
+			if err := json.Unmarshal(b, back); err != nil {
+				t.Fatal(err)
+			}
+			if routing.SpecHash(back) != routing.SpecHash(vs) || routing.SpecHash(vs) == routing.SpecHash(compact) {
+				t.Fatal("the spec's hash changed in a JSON round trip, or ignores what the compact form drops")
+			}
 		}
 		// Decided again from what it serves: still valid, and every host an
 		// environment serves stays with it while it still asks for it.
