@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -52,15 +53,11 @@ func TestLargestInputStaysUnderEtcdsLimit(t *testing.T) {
 	app, ns := long("a", 63), long("n", 63)
 	size := func(opts routing.Options) (int, routing.Decision) {
 		d := routing.Decide(rs, opts)
-		spec := routing.MakeVirtualService(ns, app, d, opts)
-		vs := &networkingv1.VirtualService{ObjectMeta: metav1.ObjectMeta{Name: app, Namespace: ns,
-			Labels: managedLabels(app), OwnerReferences: ownerReferences(d)}}
-		proto.Merge(&vs.Spec, spec)
-		b, err := json.Marshal(vs)
-		if err != nil {
-			t.Fatal(err)
+		vs, dr, svc := objectSizes(t, ns, app, d, opts)
+		if (opts.MaxBytes > 0 && dr > opts.MaxBytes) || svc > dr {
+			t.Errorf("the DestinationRule (%d bytes) is over the budget, or the Service (%d) larger than it", dr, svc)
 		}
-		return len(b), d
+		return vs, d
 	}
 	opts := routing.Options{BranchHeader: "x-branch", BaggageKey: "x-branch", Gateway: "istio-system/ingressgateway",
 		MeshEnvironment: long("production", 63)[:63], KeepPrevious: 1, MaxRoutes: 1000, MaxBytes: 1 << 20, App: app, Namespace: ns}
@@ -84,5 +81,94 @@ func TestLargestInputStaysUnderEtcdsLimit(t *testing.T) {
 	opts.MaxBytes = 0
 	if n, _ := size(opts); n < etcdRequestLimit {
 		t.Errorf("without the byte budget the VirtualService is %d bytes, under etcd's limit: the input is not the largest", n)
+	}
+}
+
+// objectSizes are the JSON sizes of the VirtualService, DestinationRule and
+// Service the app controller would write for a decision, owner references
+// included.
+func objectSizes(t *testing.T, ns, app string, d routing.Decision, opts routing.Options) (vs, dr, svc int) {
+	t.Helper()
+	size := func(o any) int {
+		b, err := json.Marshal(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(b)
+	}
+	meta := metav1.ObjectMeta{Name: app, Namespace: ns, Labels: managedLabels(app), OwnerReferences: ownerReferences(d)}
+	spec := routing.MakeVirtualService(ns, app, d, opts)
+	v := &networkingv1.VirtualService{ObjectMeta: *meta.DeepCopy()}
+	v.OwnerReferences = routedOwners(meta.OwnerReferences, spec, d)
+	if spec != nil {
+		proto.Merge(&v.Spec, spec)
+	}
+	r := &networkingv1.DestinationRule{ObjectMeta: meta}
+	proto.Merge(&r.Spec, routing.MakeDestinationRule(ns, app, d))
+	s := &corev1.Service{ObjectMeta: meta, Spec: corev1.ServiceSpec{Selector: map[string]string{PodLabelApp: app, LabelManagedBy: ManagedByValue},
+		Ports: []corev1.ServicePort{{Name: portName, Port: routing.ServicePort, Protocol: corev1.ProtocolTCP}}}}
+	return size(v), size(r), size(s)
+}
+
+// TestSubsetsStayUnderTheByteBudget: releases that no route names (builds
+// newer than the stable one whose pods are not up yet, branches waiting for
+// room in the VirtualService) each add a subset and an owner reference; with
+// thousands of them, the DestinationRule and the Service stay within
+// --max-object-bytes, the newest waiting without a subset, saying why, and
+// every routed release keeps its subset. Without the budget the
+// DestinationRule would pass etcd's limit.
+func TestSubsetsStayUnderTheByteBudget(t *testing.T) {
+	long := func(prefix string, n int) string { return prefix + strings.Repeat("x", n-len(prefix)) }
+	t0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	var rs []routing.Release
+	for i := range 5000 {
+		r := routing.Release{Name: long(fmt.Sprintf("r-%04d-", i), 63), UID: types.UID(fmt.Sprintf("00000000-0000-0000-0000-%012d", i)),
+			Created: t0.Add(time.Duration(i) * time.Second), Environment: "production", Hosts: []string{"shop.example.com"},
+			HasDeployment: true, Accepted: true, Available: i == 0, WasRouted: i == 0}
+		if i%2 == 1 {
+			r.Branch = long(fmt.Sprintf("b%04d-", i), 63)
+			r.Available = i < 200
+		}
+		rs = append(rs, r)
+	}
+	app, ns := long("a", 63), long("n", 63)
+	opts := routing.Options{BranchHeader: "x-branch", BaggageKey: "x-branch", Gateway: "istio-system/ingressgateway",
+		MeshEnvironment: "production", KeepPrevious: 1, MaxRoutes: 1000, MaxBytes: 1 << 20, App: app, Namespace: ns}
+	d := routing.Decide(rs, opts)
+	vs, dr, svc := objectSizes(t, ns, app, d, opts)
+	t.Logf("with the budget: VirtualService %d bytes, DestinationRule %d (%d subsets), Service %d", vs, dr, len(d.Subsets), svc)
+	for _, n := range []int{vs, dr, svc} {
+		if n > opts.MaxBytes+(64<<10) {
+			t.Errorf("an object of %d bytes, over the budget of %d and its margin", n, opts.MaxBytes)
+		}
+	}
+	subsets := map[string]bool{}
+	for _, s := range d.Subsets {
+		subsets[s.Release] = true
+	}
+	routed := 0
+	for _, r := range d.Routes {
+		for _, dst := range r.Destinations {
+			routed++
+			if !subsets[dst.Release] {
+				t.Errorf("route %s names release %s, which has no subset", r.Name, dst.Release)
+			}
+		}
+	}
+	waiting := 0
+	for name, o := range d.Outcomes {
+		if o.Reason == v1alpha1.ReasonRouteBudgetExceeded {
+			waiting++
+			if subsets[name] || o.Subset != "" {
+				t.Errorf("release %s waits for room but has a subset", name)
+			}
+		}
+	}
+	if routed < 200 || waiting == 0 {
+		t.Errorf("%d destinations routed, %d releases waiting: the input does not test the budget", routed, waiting)
+	}
+	opts.MaxBytes = 0
+	if _, dr, _ := objectSizes(t, ns, app, routing.Decide(rs, opts), opts); dr < etcdRequestLimit {
+		t.Errorf("without the byte budget the DestinationRule is %d bytes, under etcd's limit: the input is not large enough", dr)
 	}
 }

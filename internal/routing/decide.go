@@ -68,6 +68,13 @@ func DecideFrom(releases []Release, cur Current, opts Options) Decision {
 		branches[env] = decideBranches(byEnv[env], d.Outcomes)
 	}
 	hosts := decideHosts(envs, byEnv, cur, d.Outcomes)
+	enforceRouteBudget(byEnv, hosts, splits, branches, cur, opts, d.Outcomes)
+	d.Routes = makeRoutes(envs, hosts, splits, branches, opts)
+	if !slices.ContainsFunc(d.Routes, func(r Route) bool { return len(r.Destinations) > 0 }) {
+		// Nothing is routable yet: no VirtualService (and no 503 either;
+		// the Service has no ready pod).
+		d.Routes = nil
+	}
 
 	for _, env := range envs {
 		for _, r := range byEnv[env] {
@@ -76,9 +83,11 @@ func DecideFrom(releases []Release, cur Current, opts Options) Decision {
 				continue
 			}
 			d.Live = append(d.Live, r)
-			if !r.Accepted && !r.HasDeployment {
+			if (!r.Accepted && !r.HasDeployment) || o.Reason == v1alpha1.ReasonRouteBudgetExceeded {
 				// A subset is defined once the release is taken in (the
-				// finalizer that drains it is on) or has pods it can select.
+				// finalizer that drains it is on) or has pods it can select;
+				// a branch waiting for room in the VirtualService gets its
+				// subset with its route (the DestinationRule is written first).
 				continue
 			}
 			o.Subset = SubsetName(r.Name)
@@ -88,14 +97,61 @@ func DecideFrom(releases []Release, cur Current, opts Options) Decision {
 	}
 	slices.SortFunc(d.Live, func(a, b Release) int { return strings.Compare(a.Name, b.Name) })
 	slices.SortFunc(d.Subsets, func(a, b Destination) int { return strings.Compare(a.Subset, b.Subset) })
-	enforceRouteBudget(byEnv, hosts, splits, branches, cur, opts, d.Outcomes)
-	d.Routes = makeRoutes(envs, hosts, splits, branches, opts)
-	if !slices.ContainsFunc(d.Routes, func(r Route) bool { return len(r.Destinations) > 0 }) {
-		// Nothing is routable yet: no VirtualService (and no 503 either;
-		// the Service has no ready pod).
-		d.Routes = nil
-	}
+	enforceSubsetBudget(&d, byEnv, opts)
 	return d
+}
+
+// enforceSubsetBudget keeps the DestinationRule, and the Service (an owner
+// reference per subset: smaller still), within opts.MaxBytes: a release's
+// subset costs its JSON and an owner reference. Over the budget, the newest
+// releases that no route names yet (waiting for their pods, or to be
+// promoted) wait without a subset, RouteBudgetExceeded; routed releases keep
+// theirs (the VirtualService's budget bounds those).
+func enforceSubsetBudget(d *Decision, byEnv map[string][]Release, opts Options) {
+	if opts.MaxBytes <= 0 {
+		return
+	}
+	routed := map[string]bool{}
+	for _, r := range d.Routes {
+		for _, dst := range r.Destinations {
+			routed[dst.Release] = true
+		}
+	}
+	size := objectOverhead
+	for _, s := range d.Subsets {
+		size += subsetBytes(s)
+	}
+	if size <= opts.MaxBytes {
+		return
+	}
+	var waiting []Release
+	for _, rs := range byEnv {
+		for _, r := range rs {
+			if d.Outcomes[r.Name].Subset != "" && !routed[r.Name] {
+				waiting = append(waiting, r)
+			}
+		}
+	}
+	slices.SortFunc(waiting, func(a, b Release) int {
+		switch {
+		case newer(a, b):
+			return -1
+		case newer(b, a):
+			return 1
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	refused := map[string]bool{}
+	for _, r := range waiting {
+		if size <= opts.MaxBytes {
+			break
+		}
+		refused[r.Name] = true
+		size -= subsetBytes(Destination{Release: r.Name, Subset: SubsetName(r.Name)})
+		d.Outcomes[r.Name] = Outcome{Phase: v1alpha1.PhaseFailed, Stalled: true, Reason: v1alpha1.ReasonRouteBudgetExceeded,
+			Message: fmt.Sprintf("the app's DestinationRule would pass its size budget of %d bytes (--max-object-bytes; etcd refuses objects over 1.5 MiB): waits until other releases retire", opts.MaxBytes)}
+	}
+	d.Subsets = slices.DeleteFunc(d.Subsets, func(s Destination) bool { return refused[s.Release] })
 }
 
 // enforceRouteBudget keeps the VirtualService within opts.MaxRoutes HTTP
@@ -118,11 +174,20 @@ func enforceRouteBudget(byEnv map[string][]Release, hosts map[string][]string, s
 	}
 	var cands []candidate
 	created := map[string]Release{}
-	live := 0
+	// The VirtualService's owners without branches: the releases its splits
+	// route to, and the Standbys (see the app controller's routedOwners).
+	owners := map[string]bool{}
 	for _, rs := range byEnv {
 		for _, r := range rs {
 			created[r.Name] = r
-			live++
+			if r.Branch == "" && out[r.Name].Phase == v1alpha1.PhaseStandby {
+				owners[r.Name] = true
+			}
+		}
+	}
+	for _, dsts := range splits {
+		for _, dst := range dsts {
+			owners[dst.Release] = true
 		}
 	}
 	// What the table costs without any branch: every environment's rules
@@ -130,7 +195,7 @@ func enforceRouteBudget(byEnv map[string][]Release, hosts map[string][]string, s
 	envs := sortedKeys(byEnv)
 	base := makeRoutes(envs, hosts, splits, nil, opts)
 	sz := newSizer(opts)
-	used, usedBytes := len(base), sz.fixed(hosts, live)
+	used, usedBytes := len(base), sz.fixed(hosts, len(owners))
 	for _, r := range base {
 		usedBytes += sz.route(r)
 	}
@@ -144,7 +209,8 @@ func enforceRouteBudget(byEnv map[string][]Release, hosts map[string][]string, s
 		}
 		t := sz.branchTemplate(envs, hosts, splits, base, env)
 		for _, h := range heads {
-			cands = append(cands, candidate{env: env, head: h, rel: created[h.Release], routes: t.routes, bytes: t.bytes(h),
+			// Its rules, and its release's owner reference.
+			cands = append(cands, candidate{env: env, head: h, rel: created[h.Release], routes: t.routes, bytes: t.bytes(h) + sz.ownerReference(),
 				served: cur.Routes[branchRouteName(env, h.Branch)] || cur.Routes[meshBranchRouteName(env, h.Branch)]})
 		}
 	}

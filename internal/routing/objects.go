@@ -405,7 +405,12 @@ func exact(s string) *networking.StringMatch {
 func MakeDestinationRule(namespace, app string, d Decision) *networking.DestinationRule {
 	dr := &networking.DestinationRule{Host: ServiceHostIn(namespace, app, d.ClusterDomain), Subsets: make([]*networking.Subset, 0, len(d.Subsets))}
 	for _, s := range d.Subsets {
-		dr.Subsets = append(dr.Subsets, &networking.Subset{Name: s.Subset, Labels: map[string]string{VersionLabel: s.Subset}})
+		dr.Subsets = append(dr.Subsets, makeSubset(s))
 	}
 	return dr
+}
+
+// makeSubset is the subset of a release: its pods, by their version label.
+func makeSubset(s Destination) *networking.Subset {
+	return &networking.Subset{Name: s.Subset, Labels: map[string]string{VersionLabel: s.Subset}}
 }

@@ -52,16 +52,27 @@ const (
 	ownerReferenceBytes = 320
 )
 
-// fixed is the size of what does not depend on the rules: the object's
-// metadata, the owner reference of each of the live releases, the hosts.
-func (z *sizer) fixed(hosts map[string][]string, live int) int {
-	n := objectOverhead + live*ownerReferenceBytes + len(z.svc) + 3
+// fixed is the size of what does not depend on the branches: the object's
+// metadata, the owners' references (owners of them), the hosts.
+func (z *sizer) fixed(hosts map[string][]string, owners int) int {
+	if z.off {
+		return 0
+	}
+	n := objectOverhead + owners*ownerReferenceBytes + len(z.svc) + 3
 	for _, hs := range hosts {
 		for _, h := range hs {
 			n += len(h) + 3
 		}
 	}
 	return n
+}
+
+// ownerReference is the size of one owner reference.
+func (z *sizer) ownerReference() int {
+	if z.off {
+		return 0
+	}
+	return ownerReferenceBytes
 }
 
 // Placeholders of a branch template: upper case, which no DNS name, and so
@@ -111,4 +122,16 @@ func (z *sizer) branchTemplate(envs []string, hosts map[string][]string, splits 
 func (t branchTemplate) bytes(h branchHead) int {
 	return t.size + t.branches*(len(h.Branch)-len(placeholderBranch)) + t.subsets*(len(h.Subset)-len(placeholderSubset)) +
 		t.names*(2*len(h.Release)-len(placeholderRelease))
+}
+
+// subsetBytes is a subset's share of the DestinationRule's JSON, from above:
+// the subset as MakeDestinationRule writes it, its comma, and its release's
+// owner reference (the Service carries the same owner references and no
+// subsets, so it is smaller).
+func subsetBytes(s Destination) int {
+	b, err := protojson.Marshal(makeSubset(s))
+	if err != nil {
+		return ownerReferenceBytes
+	}
+	return len(b) + 1 + ownerReferenceBytes
 }
