@@ -247,12 +247,14 @@ func (r *AppReconciler) since(obj client.Object) time.Duration {
 	return r.now().Sub(at)
 }
 
-// settled notes that an app's objects are as desired: no change is held.
+// settled notes that an app's objects are as desired and read back: no
+// change is held, and the next one comes alone.
 func (r *AppReconciler) settled(key client.ObjectKey) {
 	r.writesMu.Lock()
 	defer r.writesMu.Unlock()
 	if b := r.buckets[key]; b != nil {
 		b.heldSince = time.Time{}
+		b.run = 0
 	}
 }
 
@@ -283,16 +285,23 @@ func (t throttled) Error() string { return fmt.Sprintf("throttled for %s", time.
 
 func errThrottled(d time.Duration) error { return throttled(d) }
 
-// throttle paces an app's writes. Calm: a token bucket; a rebuild that writes
-// takes a token, the bucket holds writeBurst tokens and refills one per
-// MinWriteInterval, so a lone change (or the few writes of one release coming
-// up) goes out at once. A change that finds the bucket empty starts a burst
-// (many pipelines at once, or their pods coming up one by one): its changes
-// are held until they pause for burstEnd (the burst is over), or at the
-// latest BurstMaxHold after the first held one, and go out together. Within
-// one rebuild, writes after the first are never held back (make before break
-// needs them in a row). It returns how long to wait, and marks the rebuild as
-// held back.
+// throttle shapes an app's writes, and tells apart a change that comes
+// alone from a burst by whether the app settled in between: a change that
+// finds the app settled (its last rebuild found nothing to write: every
+// earlier change was written and read back) goes out at once, however many
+// came before it; so does each of the next few that arrive before it
+// settles (writeBurst rebuilds that write in a row, the writes of one release
+// coming up). A change beyond those, still unsettled, starts a burst (many
+// pipelines at once, or their pods coming up faster than the app's writes
+// settle): its changes are held until they pause for burstEnd (the burst is
+// over), or at the latest BurstMaxHold after the first held one, and go out
+// together. A pipeline that applies a release, waits for its route and
+// deletes it is never held (its changes wait for one another); an app whose
+// writes are slow (O(routes)) settles less often, so its changes coalesce
+// sooner. With BurstMaxHold 0, a burst's writes are paced MinWriteInterval
+// apart instead. Within one rebuild, writes after the first are never held
+// back (make before break needs them in a row). It returns how long to wait,
+// and marks the rebuild as held back.
 func (r *AppReconciler) throttle(s *appScope) time.Duration {
 	interval := r.Config.MinWriteInterval
 	if s.writing || interval <= 0 {
@@ -307,26 +316,31 @@ func (r *AppReconciler) throttle(s *appScope) time.Duration {
 	now := r.now()
 	b, ok := r.buckets[s.key]
 	if !ok {
-		b = &bucket{tokens: writeBurst, at: now}
+		b = &bucket{}
 		r.buckets[s.key] = b
 	}
-	b.tokens = min(writeBurst, b.tokens+float64(now.Sub(b.at))/float64(interval))
-	b.at = now
 	if fp := s.fingerprint(); fp != b.fingerprint {
 		if b.bursting && now.Sub(b.changedAt) >= burstEnd {
 			b.bursting = false
 		}
 		b.fingerprint, b.changedAt = fp, now
 	}
-	if !b.bursting || r.Config.BurstMaxHold <= 0 {
-		if b.tokens >= 1 {
-			b.tokens--
-			s.writing = true
-			return 0
+	write := func() time.Duration {
+		b.run++
+		b.lastWrite = now
+		s.writing = true
+		return 0
+	}
+	if !b.bursting {
+		if b.run < writeBurst {
+			return write()
 		}
 		if r.Config.BurstMaxHold <= 0 {
-			s.throttled = true
-			return time.Duration((1 - b.tokens) * float64(interval))
+			if wait := b.lastWrite.Add(interval).Sub(now); wait > 0 {
+				s.throttled = true
+				return wait
+			}
+			return write()
 		}
 		b.bursting = true
 	}
@@ -336,26 +350,27 @@ func (r *AppReconciler) throttle(s *appScope) time.Duration {
 	quiet, held := now.Sub(b.changedAt), now.Sub(b.heldSince)
 	if quiet >= burstEnd || held >= r.Config.BurstMaxHold {
 		b.heldSince = time.Time{}
-		b.tokens = max(0, b.tokens-1)
-		s.writing = true
-		return 0
+		return write()
 	}
 	s.throttled = true
 	return min(burstEnd-quiet, r.Config.BurstMaxHold-held)
 }
 
 const (
-	// writeBurst is how many rebuilds of one app may write back to back.
+	// writeBurst is how many rebuilds of one app may write in a row, without
+	// the app settling in between, before its changes are held as a burst.
 	writeBurst = 4
 	// burstEnd: a burst is over once its changes pause this long; what it
 	// held is written then.
 	burstEnd = 2 * time.Second
 )
 
-// bucket is an app's write allowance, and the state of its burst.
+// bucket is what the throttle knows of an app's recent writes.
 type bucket struct {
-	tokens float64
-	at     time.Time
+	// run counts the rebuilds that wrote since the app last settled;
+	// lastWrite is when the last of them wrote.
+	run       int
+	lastWrite time.Time
 	// fingerprint is the last desired state seen, changedAt when it changed.
 	fingerprint uint64
 	changedAt   time.Time

@@ -139,6 +139,10 @@ func TestCachedReleaseKeepsTheDeploymentHash(t *testing.T) {
 	if got := desiredHash(cached); got != want {
 		t.Errorf("desired hash from the cached release %s, from the full one %s", got, want)
 	}
+	// An informer may transform an object twice (a restart's full list).
+	if out, _ := withoutTemplate(cached); desiredHash(out.(*v1alpha1.AppRelease)) != want {
+		t.Errorf("transformed twice, the cached release's desired hash changed")
+	}
 	changed := full.DeepCopy()
 	changed.Spec.Template.Spec.Containers[0].Env[0].Value = "b"
 	out, _ = withoutTemplate(changed)
@@ -178,6 +182,10 @@ func TestCachedVirtualServiceComparesByTheWholeSpec(t *testing.T) {
 	compact(vs)
 	if !sameSpec(vs, spec) {
 		t.Errorf("the cached copy of the desired VirtualService compares as another")
+	}
+	// An informer may transform an object twice (a restart's full list).
+	if _, err := compactVirtualService(vs); err != nil || !sameSpec(vs, spec) {
+		t.Errorf("compacted twice, the desired VirtualService compares as another (%v)", err)
 	}
 	if vs.ManagedFields != nil || len(vs.Spec.Hosts) > 0 || len(vs.Spec.Http[0].Match) > 0 && vs.Spec.Http[0].Match[0].Headers != nil {
 		t.Errorf("the cached VirtualService keeps what no code reads: %v", vs)

@@ -139,7 +139,9 @@ func templateHash(t *corev1.PodTemplateSpec) string {
 // annotations and managedFields go too.
 func withoutTemplate(obj any) (any, error) {
 	r, ok := obj.(*v1alpha1.AppRelease)
-	if !ok {
+	if !ok || (r.Spec.Template == nil && r.Spec.TemplateHash != "") {
+		// Transformed already (an informer may pass an object through its
+		// transform twice: client-go asks transforms to be idempotent).
 		return obj, nil
 	}
 	r.ManagedFields = nil

@@ -61,14 +61,16 @@ type Config struct {
 	// SupersededGrace keeps a release superseded as an older build that long
 	// before it is pruned, so the pipeline that applied it can read why.
 	SupersededGrace time.Duration
-	// MinWriteInterval paces an app's writes: an allowance of a few
-	// back-to-back rebuilds that write, refilled one per interval; a lone
-	// change goes out at once. 0 writes every change at once.
+	// MinWriteInterval turns the throttle on (0 writes every change at
+	// once) and, with BurstMaxHold 0, paces a burst's writes that far apart.
+	// A change that finds the app settled (its last rebuild wrote nothing)
+	// goes out at once, as do the next few before the app settles again.
 	MinWriteInterval time.Duration
-	// BurstMaxHold shapes a burst (a change finding the allowance spent):
-	// its changes are held until they pause for 2 s (the burst is over), or
-	// at the latest BurstMaxHold after the first held one, and written
-	// together. 0 paces bursts by MinWriteInterval alone.
+	// BurstMaxHold shapes a burst (changes still coming after a few
+	// rebuilds in a row wrote, the app never settling between): its changes
+	// are held until they pause for 2 s (the burst is over), or at the
+	// latest BurstMaxHold after the first held one, and written together.
+	// 0 paces bursts by MinWriteInterval alone.
 	BurstMaxHold time.Duration
 	// DrainDelay keeps a subset defined (and its pods running) that long after
 	// the last route to it left the VirtualService, so every proxy has the new
@@ -197,10 +199,19 @@ func slimDeployment(obj any) (any, error) {
 // compactVirtualService is the cache's transform of a VirtualService (see
 // compact).
 func compactVirtualService(obj any) (any, error) {
-	if vs, ok := obj.(*networkingv1.VirtualService); ok {
+	if vs, ok := obj.(*networkingv1.VirtualService); ok && !compacted(vs) {
 		compact(vs)
 	}
 	return obj, nil
+}
+
+// compacted: compact made vs so already (an informer may pass an object
+// through its transform twice: client-go asks transforms to be idempotent).
+// A VirtualService as the API server holds it has hosts (Istio refuses one
+// without): the compact form has none.
+func compacted(vs *networkingv1.VirtualService) bool {
+	_, ok := vs.Annotations[annotationCachedSpecHash]
+	return ok && len(vs.Spec.Hosts) == 0
 }
 
 // compact keeps of a VirtualService's spec only what the app controller

@@ -11,16 +11,27 @@ func TestThrottleLetsLoneChangesOutAndCoalescesBursts(t *testing.T) {
 	now := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 	r := &AppReconciler{Config: Config{MinWriteInterval: 500 * time.Millisecond}, Now: func() time.Time { return now }}
 	key := client.ObjectKey{Namespace: "shop", Name: "shop"}
-	rebuild := func() time.Duration { return r.throttle(&appScope{key: key}) }
+	fp := uint64(1)
+	rebuild := func() time.Duration { fp += 2; return r.throttle(&appScope{key: key, fp: fp}) }
 
+	// A pipeline applying a release, waiting until it is routed, deleting it
+	// and applying the next: each change finds the app settled, and goes out
+	// at once, however many there are and however close together.
+	for i := range 100 {
+		now = now.Add(10 * time.Millisecond)
+		if wait := rebuild(); wait != 0 {
+			t.Fatalf("change %d of a sequence, each written and read back before the next, held back %s", i+1, wait)
+		}
+		r.settled(key)
+	}
 	for i := range writeBurst {
 		if wait := rebuild(); wait != 0 {
-			t.Fatalf("rebuild %d of a fresh app held back %s", i+1, wait)
+			t.Fatalf("rebuild %d in a row held back %s", i+1, wait)
 		}
 	}
 	first := rebuild()
 	if first <= 0 {
-		t.Fatal("a burst beyond the allowance is not held back")
+		t.Fatal("changes beyond the allowance, none read back, are not held back")
 	}
 	if first > r.Config.MinWriteInterval {
 		t.Fatalf("a burst waits %s, more than the interval", first)
@@ -30,17 +41,16 @@ func TestThrottleLetsLoneChangesOutAndCoalescesBursts(t *testing.T) {
 	if wait := r.throttle(s); wait != 0 {
 		t.Fatalf("a rebuild's second write held back %s", wait)
 	}
-	// A quiet spell refills the allowance.
-	now = now.Add(time.Minute)
-	for i := range writeBurst {
-		if wait := rebuild(); wait != 0 {
-			t.Fatalf("rebuild %d after a quiet minute held back %s", i+1, wait)
-		}
+	// Once the app settles, the next change comes alone.
+	r.settled(key)
+	if wait := rebuild(); wait != 0 {
+		t.Fatalf("a change after the app settled held back %s", wait)
 	}
 }
 
 // TestThrottleShapesABurst plays a burst against the clock: a change every
-// 100 ms for 20 s (200 pods becoming Available one by one), then a lone change.
+// 100 ms for 20 s (200 pods becoming Available one by one, faster than the
+// app's writes settle: each rebuild finds a new change), then a lone change.
 func TestThrottleShapesABurst(t *testing.T) {
 	start := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 	now := start
@@ -108,7 +118,9 @@ func TestThrottleShapesABurst(t *testing.T) {
 
 	t.Logf("200 changes over 20 s: %d writes, the longest wait %s", writes, worst)
 
-	// Once the burst is over, a lone change goes out at once.
+	// Once the burst is over (the rebuild after its last write found
+	// nothing to write), a lone change goes out at once.
+	r.settled(key)
 	now = now.Add(burstEnd)
 	before := writes
 	change()
