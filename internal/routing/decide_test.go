@@ -3,8 +3,11 @@ package routing_test
 import (
 	"fmt"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"k8s.io/apimachinery/pkg/types"
 
@@ -368,5 +371,19 @@ func TestClusterDomain(t *testing.T) {
 	}
 	if regexp.MustCompile("^" + mesh + "$").MatchString("shop.shop.svc.cluster.local") {
 		t.Errorf("mesh rule %q matches the default domain", mesh)
+	}
+}
+
+func TestSubsetBytesIsTheSubsetsJSON(t *testing.T) {
+	for _, name := range []string{"a", "shop-v1", strings.Repeat("x", 63)} {
+		d := routing.Destination{Release: name, Subset: routing.SubsetName(name)}
+		dr := routing.MakeDestinationRule("ns", "shop", routing.Decision{Subsets: []routing.Destination{d}})
+		b, err := protojson.Marshal(dr.Subsets[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := routing.SubsetBytesForTest(d), len(b)+1+routing.OwnerReferenceBytesForTest; got != want {
+			t.Errorf("subset %s: estimated %d bytes, its JSON, comma and owner reference take %d", d.Subset, got, want)
+		}
 	}
 }

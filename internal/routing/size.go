@@ -3,6 +3,7 @@ package routing
 import (
 	"slices"
 	"strings"
+	"sync"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	networking "istio.io/api/networking/v1alpha3"
@@ -129,9 +130,16 @@ func (t branchTemplate) bytes(h branchHead) int {
 // owner reference (the Service carries the same owner references and no
 // subsets, so it is smaller).
 func subsetBytes(s Destination) int {
-	b, err := protojson.Marshal(makeSubset(s))
-	if err != nil {
-		return ownerReferenceBytes
-	}
-	return len(b) + 1 + ownerReferenceBytes
+	return subsetTemplate() + 2*len(s.Subset) + 1 + ownerReferenceBytes
 }
+
+// subsetTemplate is the JSON size of a subset less its name's two
+// occurrences (as name and label value; subset names are DNS labels, which
+// JSON carries as they are).
+var subsetTemplate = sync.OnceValue(func() int {
+	b, err := protojson.Marshal(makeSubset(Destination{Subset: "q"}))
+	if err != nil {
+		panic(err) // a constant message always encodes
+	}
+	return len(b) - 2
+})

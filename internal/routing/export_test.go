@@ -1,0 +1,7 @@
+package routing
+
+// Exported for the tests of package routing_test.
+var (
+	SubsetBytesForTest         = subsetBytes
+	OwnerReferenceBytesForTest = ownerReferenceBytes
+)
