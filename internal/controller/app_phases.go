@@ -254,7 +254,7 @@ func (r *AppReconciler) settled(key client.ObjectKey) {
 	defer r.writesMu.Unlock()
 	if b := r.buckets[key]; b != nil {
 		b.heldSince = time.Time{}
-		b.run = 0
+		b.run, b.settled = 0, true
 	}
 }
 
@@ -285,23 +285,23 @@ func (t throttled) Error() string { return fmt.Sprintf("throttled for %s", time.
 
 func errThrottled(d time.Duration) error { return throttled(d) }
 
-// throttle shapes an app's writes, and tells apart a change that comes
-// alone from a burst by whether the app settled in between: a change that
-// finds the app settled (its last rebuild found nothing to write: every
-// earlier change was written and read back) goes out at once, however many
-// came before it; so does each of the next few that arrive before it
-// settles (writeBurst rebuilds that write in a row, the writes of one release
-// coming up). A change beyond those, still unsettled, starts a burst (many
-// pipelines at once, or their pods coming up faster than the app's writes
-// settle): its changes are held until they pause for burstEnd (the burst is
-// over), or at the latest BurstMaxHold after the first held one, and go out
-// together. A pipeline that applies a release, waits for its route and
-// deletes it is never held (its changes wait for one another); an app whose
-// writes are slow (O(routes)) settles less often, so its changes coalesce
-// sooner. With BurstMaxHold 0, a burst's writes are paced MinWriteInterval
-// apart instead. Within one rebuild, writes after the first are never held
-// back (make before break needs them in a row). It returns how long to wait,
-// and marks the rebuild as held back.
+// throttle shapes an app's writes, and tells a pipeline's steps from a
+// burst by what they change and whether the app settled in between. A change
+// goes out at once when it finds the app settled (its last rebuild found
+// nothing to write: every earlier change written and read back), or when it
+// changes no more releases' routing than one pipeline's step does (a release
+// deleted, the next applied: pipelineStep), however many came before it. A
+// change of more, before the app settles, counts toward a burst: writeBurst
+// of them in a row go out at once (one `kubectl apply -f` of a few releases);
+// beyond those, the changes are a burst (many pipelines at once, or their pods
+// coming up faster than the app's writes settle) and are held until they
+// pause for burstEnd (the burst is over), or at the latest BurstMaxHold after
+// the first held one, and go out together. A large app's writes are slow
+// (O(routes)), so each of its rebuilds finds more changes and a burst
+// coalesces sooner. With BurstMaxHold 0, a burst's writes are paced
+// MinWriteInterval apart instead. Within one rebuild, writes after the first
+// are never held back (make before break needs them in a row). It returns how
+// long to wait, and marks the rebuild as held back.
 func (r *AppReconciler) throttle(s *appScope) time.Duration {
 	interval := r.Config.MinWriteInterval
 	if s.writing || interval <= 0 {
@@ -316,7 +316,7 @@ func (r *AppReconciler) throttle(s *appScope) time.Duration {
 	now := r.now()
 	b, ok := r.buckets[s.key]
 	if !ok {
-		b = &bucket{}
+		b = &bucket{settled: true}
 		r.buckets[s.key] = b
 	}
 	if fp := s.fingerprint(); fp != b.fingerprint {
@@ -325,14 +325,22 @@ func (r *AppReconciler) throttle(s *appScope) time.Duration {
 		}
 		b.fingerprint, b.changedAt = fp, now
 	}
+	routed := routedState(s.decision)
 	write := func() time.Duration {
-		b.run++
-		b.lastWrite = now
+		b.settled = false
+		b.lastWrite, b.routed = now, routed
 		s.writing = true
 		return 0
 	}
 	if !b.bursting {
+		if b.settled || changedReleases(b.routed, routed) <= pipelineStep {
+			// The app settled, or this is one pipeline's step (a release
+			// deleted and the next applied): at once, and not a burst's.
+			b.run = 0
+			return write()
+		}
 		if b.run < writeBurst {
+			b.run++
 			return write()
 		}
 		if r.Config.BurstMaxHold <= 0 {
@@ -356,9 +364,48 @@ func (r *AppReconciler) throttle(s *appScope) time.Duration {
 	return min(burstEnd-quiet, r.Config.BurstMaxHold-held)
 }
 
+// releaseRouting is what a release's routing is, as far as the throttle
+// tells changes apart.
+type releaseRouting struct {
+	phase  v1alpha1.Phase
+	weight int32
+	subset string
+}
+
+// routedState is each release's routing in a decision.
+func routedState(d routing.Decision) map[string]releaseRouting {
+	out := make(map[string]releaseRouting, len(d.Outcomes))
+	for name, o := range d.Outcomes {
+		out[name] = releaseRouting{phase: o.Phase, weight: o.Weight, subset: o.Subset}
+	}
+	return out
+}
+
+// changedReleases counts the releases whose routing differs between two
+// states (one present in only one of them counts).
+func changedReleases(before, after map[string]releaseRouting) int {
+	n := 0
+	for name, a := range after {
+		if b, ok := before[name]; !ok || a != b {
+			n++
+		}
+	}
+	for name := range before {
+		if _, ok := after[name]; !ok {
+			n++
+		}
+	}
+	return n
+}
+
 const (
-	// writeBurst is how many rebuilds of one app may write in a row, without
-	// the app settling in between, before its changes are held as a burst.
+	// pipelineStep is how many releases one pipeline's step changes at once
+	// (it deletes a release and applies the next): a change of no more
+	// releases than this goes out at once even before the app settles.
+	pipelineStep = 2
+	// writeBurst is how many rebuilds of one app may write in a row, each
+	// changing more releases than a pipeline's step, without the app settling
+	// in between, before its changes are held as a burst.
 	writeBurst = 4
 	// burstEnd: a burst is over once its changes pause this long; what it
 	// held is written then.
@@ -367,10 +414,14 @@ const (
 
 // bucket is what the throttle knows of an app's recent writes.
 type bucket struct {
-	// run counts the rebuilds that wrote since the app last settled;
-	// lastWrite is when the last of them wrote.
+	// settled: the app's last rebuild found nothing to write. run counts
+	// the rebuilds that wrote more than a pipeline's step since it last
+	// settled, or since the last that wrote no more than one; lastWrite is
+	// when the last write was, and routed what it wrote.
+	settled   bool
 	run       int
 	lastWrite time.Time
+	routed    map[string]releaseRouting
 	// fingerprint is the last desired state seen, changedAt when it changed.
 	fingerprint uint64
 	changedAt   time.Time

@@ -63,11 +63,11 @@ type Config struct {
 	SupersededGrace time.Duration
 	// MinWriteInterval turns the throttle on (0 writes every change at
 	// once) and, with BurstMaxHold 0, paces a burst's writes that far apart.
-	// A change that finds the app settled (its last rebuild wrote nothing)
-	// goes out at once, as do the next few before the app settles again.
+	// A change that finds the app settled (its last rebuild wrote nothing),
+	// or changes no more releases than a pipeline's step, goes out at once.
 	MinWriteInterval time.Duration
-	// BurstMaxHold shapes a burst (changes still coming after a few
-	// rebuilds in a row wrote, the app never settling between): its changes
+	// BurstMaxHold shapes a burst (changes of several releases each still
+	// coming after a few such rebuilds wrote, the app never settling): its changes
 	// are held until they pause for 2 s (the burst is over), or at the
 	// latest BurstMaxHold after the first held one, and written together.
 	// 0 paces bursts by MinWriteInterval alone.

@@ -1,10 +1,14 @@
 package controller
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/switchyard-dev/switchyard/api/v1alpha1"
+	"github.com/switchyard-dev/switchyard/internal/routing"
 )
 
 func TestThrottleLetsLoneChangesOutAndCoalescesBursts(t *testing.T) {
@@ -12,7 +16,17 @@ func TestThrottleLetsLoneChangesOutAndCoalescesBursts(t *testing.T) {
 	r := &AppReconciler{Config: Config{MinWriteInterval: 500 * time.Millisecond}, Now: func() time.Time { return now }}
 	key := client.ObjectKey{Namespace: "shop", Name: "shop"}
 	fp := uint64(1)
-	rebuild := func() time.Duration { fp += 2; return r.throttle(&appScope{key: key, fp: fp}) }
+	// Each change routes step more releases.
+	step, releases := 1, 0
+	rebuild := func() time.Duration {
+		fp += 2
+		releases += step
+		d := routing.Decision{Outcomes: map[string]routing.Outcome{}}
+		for i := range releases {
+			d.Outcomes[fmt.Sprint(i)] = routing.Outcome{Phase: v1alpha1.PhaseLive, Weight: 100, Subset: fmt.Sprint(i)}
+		}
+		return r.throttle(&appScope{key: key, fp: fp, decision: d})
+	}
 
 	// A pipeline applying a release, waiting until it is routed, deleting it
 	// and applying the next: each change finds the app settled, and goes out
@@ -24,6 +38,14 @@ func TestThrottleLetsLoneChangesOutAndCoalescesBursts(t *testing.T) {
 		}
 		r.settled(key)
 	}
+	// A pipeline's steps that come before the app settled go out at once too.
+	for i := range 3 * writeBurst {
+		if wait := rebuild(); wait != 0 {
+			t.Fatalf("step %d of a pipeline, the app not settled, held back %s", i+1, wait)
+		}
+	}
+	// Changes of several releases each, the app never settling: a burst.
+	step = pipelineStep + 1
 	for i := range writeBurst {
 		if wait := rebuild(); wait != 0 {
 			t.Fatalf("rebuild %d in a row held back %s", i+1, wait)
@@ -48,82 +70,93 @@ func TestThrottleLetsLoneChangesOutAndCoalescesBursts(t *testing.T) {
 	}
 }
 
-// TestThrottleShapesABurst plays a burst against the clock: a change every
-// 100 ms for 20 s (200 pods becoming Available one by one, faster than the
-// app's writes settle: each rebuild finds a new change), then a lone change.
+// TestThrottleShapesABurst plays a burst against the clock: 200 pods
+// becoming Available one by one, one every 50 ms for 10 s, in an app whose
+// writes take 150 ms (the changes that arrive during a write are seen by the
+// rebuild after it, and the app never settles); then a lone change.
 func TestThrottleShapesABurst(t *testing.T) {
 	start := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 	now := start
 	r := &AppReconciler{Config: Config{MinWriteInterval: 500 * time.Millisecond, BurstMaxHold: 4 * time.Second},
 		Now: func() time.Time { return now }}
 	key := client.ObjectKey{Namespace: "shop", Name: "shop"}
+	const writeTime = 150 * time.Millisecond
 
 	var (
-		desired, written uint64
-		retryAt          time.Time
+		available        int // releases Available so far: the desired state
+		written          int
+		pending          bool // a rebuild is queued
+		retryAt, busyTil time.Time
 		writes           int
-		changedAt        = map[uint64]time.Time{}
+		changedAt        = map[int]time.Time{}
 		worst            time.Duration
 		lastWrite        time.Time
 	)
+	decision := func() routing.Decision {
+		d := routing.Decision{Outcomes: map[string]routing.Outcome{}}
+		for i := range available {
+			name := fmt.Sprintf("b%03d", i)
+			d.Outcomes[name] = routing.Outcome{Phase: v1alpha1.PhaseLive, Weight: 100, Subset: name}
+		}
+		return d
+	}
 	// rebuild is one reconcile: it writes the desired state, or asks to be retried.
 	rebuild := func() {
-		wait := r.throttle(&appScope{key: key, fp: desired})
+		pending = false
+		if available == written {
+			r.settled(key)
+			return
+		}
+		wait := r.throttle(&appScope{key: key, fp: uint64(2*available + 1), decision: decision()})
 		if wait > 0 {
 			retryAt = now.Add(wait)
 			return
 		}
 		retryAt = time.Time{}
-		if desired != written {
-			writes++
-			written, lastWrite = desired, now
-			// Every change up to this one is now written.
-			for fp, at := range changedAt {
-				worst = max(worst, now.Sub(at))
-				delete(changedAt, fp)
-			}
+		writes++
+		written, lastWrite, busyTil = available, now, now.Add(writeTime)
+		// Every change up to this one is now written.
+		for i, at := range changedAt {
+			worst = max(worst, now.Sub(at))
+			delete(changedAt, i)
 		}
-	}
-	change := func() {
-		desired++
-		changedAt[desired] = now
-		rebuild()
 	}
 	tick := 10 * time.Millisecond
-	for ; now.Before(start.Add(20 * time.Second)); now = now.Add(tick) {
-		if now.Sub(start)%(100*time.Millisecond) == 0 {
-			change()
-		} else if !retryAt.IsZero() && !now.Before(retryAt) {
-			rebuild()
+	streamEnd := start.Add(10 * time.Second)
+	for ; now.Before(streamEnd.Add(6 * time.Second)); now = now.Add(tick) {
+		if now.Before(streamEnd) && now.Sub(start)%(50*time.Millisecond) == 0 {
+			changedAt[available] = now
+			available++
+			pending = true
 		}
-	}
-	streamEnd := now
-	for ; now.Before(streamEnd.Add(5 * time.Second)); now = now.Add(tick) {
 		if !retryAt.IsZero() && !now.Before(retryAt) {
+			pending = true
+		}
+		if pending && !now.Before(busyTil) {
 			rebuild()
 		}
 	}
 	if len(changedAt) > 0 {
 		t.Fatalf("%d changes of the burst were never written", len(changedAt))
 	}
-	if limit := writeBurst + 20/4 + 1; writes > limit {
-		t.Errorf("a 20 s burst of 200 changes took %d writes, want at most %d", writes, limit)
+	if limit := writeBurst + 10/4 + 2; writes > limit {
+		t.Errorf("a 10 s burst of 200 changes took %d writes, want at most %d", writes, limit)
 	}
-	if worst > 4*time.Second+tick {
+	if worst > 4*time.Second+writeTime+tick {
 		t.Errorf("a change of the burst waited %s, more than --burst-max-hold", worst)
 	}
-	if end := lastWrite.Sub(streamEnd); end > burstEnd {
+	if end := lastWrite.Sub(streamEnd); end > burstEnd+tick {
 		t.Errorf("the burst's last change was written %s after the burst ended, want within %s", end, burstEnd)
 	}
-
-	t.Logf("200 changes over 20 s: %d writes, the longest wait %s", writes, worst)
+	t.Logf("200 changes over 10 s: %d writes, the longest wait %s", writes, worst)
 
 	// Once the burst is over (the rebuild after its last write found
 	// nothing to write), a lone change goes out at once.
-	r.settled(key)
+	rebuild()
 	now = now.Add(burstEnd)
 	before := writes
-	change()
+	available++
+	rebuild()
 	if writes != before+1 || !retryAt.IsZero() {
 		t.Errorf("a lone change after the burst was held back (retry at %s)", retryAt.Sub(now))
 	}
