@@ -821,7 +821,7 @@ func (r *report) crowded(ctx context.Context, b *bench, big, burst, samples int)
 	}()
 	var crowded, loadedFloors []time.Duration
 	for {
-		got, err := probe(fmt.Sprintf("busy%d", len(crowded)), 1, 500*time.Millisecond)
+		got, err := probe(fmt.Sprintf("busy%d", len(crowded)), 1, 100*time.Millisecond)
 		if err != nil {
 			return fmt.Errorf("crowded: %w", err)
 		}

@@ -12,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -256,6 +257,41 @@ var _ = Describe("AppRelease", func() {
 		_, err := rec.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKey{Namespace: ns, Name: "shop"}})
 		Expect(err).NotTo(HaveOccurred())
 		Expect(writes).To(ContainElement(ContainSubstring("apply")))
+	})
+
+	It("holds a branch beyond the route budget without a subset, says why, and routes it once another retires", func() {
+		newRelease(ns, "shop-v1")
+		makeAvailable(ns, "shop-v1")
+		// The suite's budget is 80 routes: production's two and two per branch.
+		const n = 39
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				defer GinkgoRecover()
+				name := fmt.Sprintf("shop-b%02d", i)
+				newRelease(ns, name, withBranch(fmt.Sprintf("b%02d", i)))
+				makeAvailable(ns, name)
+			})
+		}
+		wg.Wait()
+		Eventually(func(g Gomega) int { return len(routesOf(ns)(g)) }).Should(Equal(2*n + 2))
+
+		By("the next branch waits, Stalled, with no subset")
+		newRelease(ns, "shop-late", withBranch("late"))
+		makeAvailable(ns, "shop-late")
+		Eventually(phaseOf(ns, "shop-late")).Should(Equal("Failed 0 False/RouteBudgetExceeded"))
+		rel := getRelease(ns, "shop-late")(Default)
+		Expect(meta.IsStatusConditionTrue(rel.Status.Conditions, v1alpha1.ConditionStalled)).To(BeTrue())
+		Expect(meta.FindStatusCondition(rel.Status.Conditions, v1alpha1.ConditionReady).Message).To(ContainSubstring("--max-routes"))
+		Expect(rel.Status.Subset).To(BeEmpty())
+		Expect(subsetsOf(ns)(Default)).NotTo(ContainElement("shop-late"))
+		Expect(eventReasons(ns, "shop-late")(Default)).To(ContainElement(v1alpha1.ReasonRouteBudgetExceeded))
+
+		By("a branch retires: the waiting one gets its subset and its route")
+		Expect(k8s.Delete(ctx, getRelease(ns, "shop-b00")(Default))).To(Succeed())
+		Eventually(phaseOf(ns, "shop-late")).Should(Equal("Live 100 True/Routed"))
+		Expect(subsetsOf(ns)(Default)).To(ContainElement("shop-late"))
+		Expect(routesOf(ns)(Default)).To(ContainElement("branch-production.late: shop-late 100"))
 	})
 
 	It("routes every release of a burst of concurrent pipelines, and loses none", func() {

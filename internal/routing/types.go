@@ -60,10 +60,14 @@ type Options struct {
 	// Every route costs API-server time on each write, istiod memory and
 	// Envoy matching time per request; the newest branches wait beyond it.
 	MaxRoutes int
-	// MaxBytes caps the app's VirtualService's serialized size, in bytes
-	// (0: no cap), as estimated from above, with each live release's owner
-	// reference (and its entry in managedFields): etcd refuses a request over 1.5 MiB (--max-request-bytes),
-	// so the newest branches wait beyond it, as beyond MaxRoutes.
+	// MaxBytes caps the serialized size of each of the app's objects, in
+	// bytes (0: no cap), as estimated from above with owner references (and
+	// their entries in managedFields): the VirtualService (an owner per
+	// release it routes or keeps as Standby), the DestinationRule and, smaller
+	// than it, the Service (a subset and an owner per release). etcd refuses
+	// a request over 1.5 MiB (--max-request-bytes), so beyond it the newest
+	// branches wait, as beyond MaxRoutes, and then the newest releases no
+	// route names yet, without a subset.
 	MaxBytes int
 	// App and Namespace name the app being decided, for the size estimate
 	// of MaxBytes; empty, the estimate takes the longest names the API
