@@ -684,7 +684,7 @@ func (r *report) scale(ctx context.Context, b *bench, apps, perApp int) error {
 	b.saveHeap("heap-scale-restarted") // after a forced garbage collection
 	f, _ := b.scrape()
 	live := sum(f, "go_memstats_heap_alloc_bytes", nil)
-	target := 150e6
+	target := 100e6
 	judge := func(rss int64) string {
 		if n10k < 10000 {
 			return "not judged: fewer than 10,000 (-quick)"
@@ -694,9 +694,9 @@ func (r *report) scale(ctx context.Context, b *bench, apps, perApp int) error {
 	r.add("4 memory", fmt.Sprintf("operator RSS with %d AppReleases in the cluster (%d apps of %d releases applied by this step, all routed)", n1k, len(first), perApp),
 		fmt.Sprintf("%.0f MB", float64(rss1k)/1e6), "", "")
 	r.add("4 memory", fmt.Sprintf("operator RSS with %d AppReleases across %d+ apps (all routed; %s from the first apply)", n10k, len(keys), allRouted.Round(time.Second)),
-		fmt.Sprintf("%.0f MB", float64(rss10k)/1e6), "< 150 MB at 10,000", judge(rss10k))
+		fmt.Sprintf("%.0f MB", float64(rss10k)/1e6), "< 100 MB at 10,000", judge(rss10k))
 	r.add("4 memory", fmt.Sprintf("... the operator restarted on %d AppReleases, default Go runtime settings: RSS once its resync is done (live heap after a garbage collection)", n10k),
-		fmt.Sprintf("%.0f MB (%.0f MB)", float64(rssRestart)/1e6, live/1e6), "< 150 MB at 10,000", judge(rssRestart))
+		fmt.Sprintf("%.0f MB (%.0f MB)", float64(rssRestart)/1e6, live/1e6), "< 100 MB at 10,000", judge(rssRestart))
 	r.add("3 idle", fmt.Sprintf("%d AppReleases across %d+ apps, operator restarted: API writes during the full resync", n10k, len(keys)),
 		fmt.Sprintf("%.0f", writes), "0", verdict(writes == 0))
 
@@ -710,7 +710,7 @@ func (r *report) scale(ctx context.Context, b *bench, apps, perApp int) error {
 	b.saveHeap("heap-scale-memlimit")
 	f, _ = b.scrape()
 	r.add("4 memory", fmt.Sprintf("... restarted on %d AppReleases with GOMEMLIMIT=128MiB (the chart sets it from resources.limits.memory): RSS (live heap)", n10k),
-		fmt.Sprintf("%.0f MB (%.0f MB)", float64(rssLimited)/1e6, sum(f, "go_memstats_heap_alloc_bytes", nil)/1e6), "< 150 MB at 10,000", judge(rssLimited))
+		fmt.Sprintf("%.0f MB (%.0f MB)", float64(rssLimited)/1e6, sum(f, "go_memstats_heap_alloc_bytes", nil)/1e6), "< 100 MB at 10,000", judge(rssLimited))
 	return nil
 }
 
@@ -821,7 +821,7 @@ func (r *report) crowded(ctx context.Context, b *bench, big, burst, samples int)
 	}()
 	var crowded, loadedFloors []time.Duration
 	for {
-		got, err := probe(fmt.Sprintf("busy%d", len(crowded)), 1, 100*time.Millisecond)
+		got, err := probe(fmt.Sprintf("busy%04d", len(crowded)), 1, 100*time.Millisecond)
 		if err != nil {
 			return fmt.Errorf("crowded: %w", err)
 		}
