@@ -264,16 +264,7 @@ var _ = Describe("AppRelease", func() {
 		makeAvailable(ns, "shop-v1")
 		// The suite's budget is 80 routes: production's two and two per branch.
 		const n = 39
-		var wg sync.WaitGroup
-		for i := range n {
-			wg.Go(func() {
-				defer GinkgoRecover()
-				name := fmt.Sprintf("shop-b%02d", i)
-				newRelease(ns, name, withBranch(fmt.Sprintf("b%02d", i)))
-				makeAvailable(ns, name)
-			})
-		}
-		wg.Wait()
+		availableBranches(ns, n)
 		Eventually(func(g Gomega) int { return len(routesOf(ns)(g)) }).Should(Equal(2*n + 2))
 
 		By("the next branch waits, Stalled, with no subset")
@@ -298,16 +289,8 @@ var _ = Describe("AppRelease", func() {
 		newRelease(ns, "shop-v1")
 		makeAvailable(ns, "shop-v1")
 		const n = 20
+		availableBranches(ns, n)
 		var wg sync.WaitGroup
-		for i := range n {
-			wg.Go(func() {
-				defer GinkgoRecover()
-				name := fmt.Sprintf("shop-b%02d", i)
-				newRelease(ns, name, withBranch(fmt.Sprintf("b%02d", i)))
-				makeAvailable(ns, name)
-			})
-		}
-		wg.Wait()
 		Eventually(func(g Gomega) int {
 			routes := routesOf(ns)(g)
 			return len(routes)
@@ -328,6 +311,21 @@ var _ = Describe("AppRelease", func() {
 		Eventually(subsetsOf(ns)).Should(HaveLen(n/2 + 1))
 	})
 })
+
+// availableBranches applies n branch releases shop-b00... at once, as n
+// pipelines would, and makes their Deployments Available.
+func availableBranches(ns string, n int) {
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			defer GinkgoRecover()
+			name := fmt.Sprintf("shop-b%02d", i)
+			newRelease(ns, name, withBranch(fmt.Sprintf("b%02d", i)))
+			makeAvailable(ns, name)
+		})
+	}
+	wg.Wait()
+}
 
 func setCanary(ns, name string, w int32) {
 	Eventually(func(g Gomega) {
