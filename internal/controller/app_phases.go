@@ -290,7 +290,9 @@ func errThrottled(d time.Duration) error { return throttled(d) }
 // goes out at once when it finds the app settled (its last rebuild found
 // nothing to write: every earlier change written and read back), or when it
 // changes no more releases' routing than one pipeline's step does (a release
-// deleted, the next applied: pipelineStep), however many came before it. A
+// deleted and the next applied, or a stable release promoted, whose
+// predecessors moving down the line do not count: pipelineStep), however
+// many came before it. A
 // change of more, before the app settles, counts toward a burst: writeBurst
 // of them in a row go out at once (one `kubectl apply -f` of a few releases);
 // beyond those, the changes are a burst (many pipelines at once, or their pods
@@ -382,11 +384,17 @@ func routedState(d routing.Decision) map[string]releaseRouting {
 }
 
 // changedReleases counts the releases whose routing differs between two
-// states (one present in only one of them counts).
+// states (one present in only one of them counts), less those a newer stable
+// release only moved down its line (Live to Standby, Standby to Superseded):
+// one stable release promoted is one change, not three.
 func changedReleases(before, after map[string]releaseRouting) int {
 	n := 0
 	for name, a := range after {
-		if b, ok := before[name]; !ok || a != b {
+		b, ok := before[name]
+		switch {
+		case ok && a == b:
+		case ok && demoted(b.phase, a.phase):
+		default:
 			n++
 		}
 	}
@@ -398,10 +406,17 @@ func changedReleases(before, after map[string]releaseRouting) int {
 	return n
 }
 
+// demoted: a release moved down its environment's stable line.
+func demoted(before, after v1alpha1.Phase) bool {
+	return (before == v1alpha1.PhaseLive && (after == v1alpha1.PhaseStandby || after == v1alpha1.PhaseSuperseded)) ||
+		(before == v1alpha1.PhaseStandby && after == v1alpha1.PhaseSuperseded)
+}
+
 const (
-	// pipelineStep is how many releases one pipeline's step changes at once
-	// (it deletes a release and applies the next): a change of no more
-	// releases than this goes out at once even before the app settles.
+	// pipelineStep is how many releases' routing one pipeline's step changes
+	// at once (a release deleted and the next applied; a new stable routed
+	// counts one, see changedReleases). A change of no more than this goes
+	// out at once even before the app settles.
 	pipelineStep = 2
 	// writeBurst is how many rebuilds of one app may write in a row, each
 	// changing more releases than a pipeline's step, without the app settling

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"fmt"
+	"maps"
 	"testing"
 	"time"
 
@@ -159,5 +160,36 @@ func TestThrottleShapesABurst(t *testing.T) {
 	rebuild()
 	if writes != before+1 || !retryAt.IsZero() {
 		t.Errorf("a lone change after the burst was held back (retry at %s)", retryAt.Sub(now))
+	}
+}
+
+func TestChangedReleasesCountsAPipelinesStepAsOne(t *testing.T) {
+	live := func(s string) releaseRouting { return releaseRouting{phase: v1alpha1.PhaseLive, weight: 100, subset: s} }
+	standby := func(s string) releaseRouting { return releaseRouting{phase: v1alpha1.PhaseStandby, subset: s} }
+	pending := func(s string) releaseRouting { return releaseRouting{phase: v1alpha1.PhaseProgressing, subset: s} }
+	before := map[string]releaseRouting{"v1": {phase: v1alpha1.PhaseStandby, subset: "v1"}, "v2": live("v2"), "b1": live("b1"), "b2": live("b2"), "b3": live("b3")}
+	for _, tc := range []struct {
+		name   string
+		change func(map[string]releaseRouting)
+		want   int
+	}{
+		{"a new stable promoted: its predecessors move down the line", func(m map[string]releaseRouting) {
+			m["v3"], m["v2"], m["v1"] = live("v3"), standby("v2"), releaseRouting{phase: v1alpha1.PhaseSuperseded}
+		}, 1},
+		{"a branch deleted and the next applied", func(m map[string]releaseRouting) {
+			m["b1"] = releaseRouting{phase: v1alpha1.PhaseRetiring, subset: "b1"}
+			m["b4"] = pending("b4")
+		}, 2},
+		{"a branch gone for good", func(m map[string]releaseRouting) { delete(m, "b1") }, 1},
+		{"three branches' pods fail at once", func(m map[string]releaseRouting) {
+			m["b1"], m["b2"], m["b3"] = pending("b1"), pending("b2"), pending("b3")
+		}, 3},
+		{"a canary's weight", func(m map[string]releaseRouting) { m["b1"] = releaseRouting{phase: v1alpha1.PhaseLive, weight: 10, subset: "b1"} }, 1},
+	} {
+		after := maps.Clone(before)
+		tc.change(after)
+		if got := changedReleases(before, after); got != tc.want {
+			t.Errorf("%s: %d changed, want %d", tc.name, got, tc.want)
+		}
 	}
 }
