@@ -164,7 +164,9 @@ func TestThrottleShapesABurst(t *testing.T) {
 }
 
 func TestChangedReleasesCountsAPipelinesStepAsOne(t *testing.T) {
-	live := func(s string) releaseRouting { return releaseRouting{phase: v1alpha1.PhaseLive, weight: 100, subset: s} }
+	live := func(s string) releaseRouting {
+		return releaseRouting{phase: v1alpha1.PhaseLive, weight: 100, subset: s}
+	}
 	standby := func(s string) releaseRouting { return releaseRouting{phase: v1alpha1.PhaseStandby, subset: s} }
 	pending := func(s string) releaseRouting { return releaseRouting{phase: v1alpha1.PhaseProgressing, subset: s} }
 	before := map[string]releaseRouting{"v1": {phase: v1alpha1.PhaseStandby, subset: "v1"}, "v2": live("v2"), "b1": live("b1"), "b2": live("b2"), "b3": live("b3")}
@@ -184,7 +186,9 @@ func TestChangedReleasesCountsAPipelinesStepAsOne(t *testing.T) {
 		{"three branches' pods fail at once", func(m map[string]releaseRouting) {
 			m["b1"], m["b2"], m["b3"] = pending("b1"), pending("b2"), pending("b3")
 		}, 3},
-		{"a canary's weight", func(m map[string]releaseRouting) { m["b1"] = releaseRouting{phase: v1alpha1.PhaseLive, weight: 10, subset: "b1"} }, 1},
+		{"a canary's weight", func(m map[string]releaseRouting) {
+			m["b1"] = releaseRouting{phase: v1alpha1.PhaseLive, weight: 10, subset: "b1"}
+		}, 1},
 	} {
 		after := maps.Clone(before)
 		tc.change(after)
