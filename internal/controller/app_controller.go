@@ -55,7 +55,7 @@ type AppReconciler struct {
 	refusals *refusals
 
 	// writesMu guards what the controller remembers of its own writes: each
-	// app's write allowance and the versions it wrote. (Drains are not
+	// app's throttle state (bucket) and the versions it wrote. (Drains are not
 	// remembered here: they live in the releases' status.)
 	writesMu  sync.Mutex
 	buckets   map[client.ObjectKey]*bucket

@@ -287,23 +287,24 @@ func errThrottled(d time.Duration) error { return throttled(d) }
 
 // throttle shapes an app's writes, and tells a pipeline's steps from a
 // burst by what they change and whether the app settled in between. A change
-// goes out at once when it finds the app settled (its last rebuild found
-// nothing to write: every earlier change written and read back), or when it
-// changes no more releases' routing than one pipeline's step does (a release
-// deleted and the next applied, or a stable release promoted, whose
-// predecessors moving down the line do not count: pipelineStep), however
-// many came before it. A
-// change of more, before the app settles, counts toward a burst: writeBurst
-// of them in a row go out at once (one `kubectl apply -f` of a few releases);
-// beyond those, the changes are a burst (many pipelines at once, or their pods
-// coming up faster than the app's writes settle) and are held until they
-// pause for burstEnd (the burst is over), or at the latest BurstMaxHold after
-// the first held one, and go out together. A large app's writes are slow
-// (O(routes)), so each of its rebuilds finds more changes and a burst
-// coalesces sooner. With BurstMaxHold 0, a burst's writes are paced
-// MinWriteInterval apart instead. Within one rebuild, writes after the first
-// are never held back (make before break needs them in a row). It returns how
-// long to wait, and marks the rebuild as held back.
+// that finds the app settled (its last rebuild found nothing to write: every
+// earlier change written and read back) goes out at once, even during a
+// burst. A change of no more releases' routing than one pipeline's step (a
+// release deleted and the next applied, or a stable release promoted, its
+// predecessors moving along the line not counted: pipelineStep) goes out at
+// once too before the app settles, from an allowance of writeBurst refilled
+// one per MinWriteInterval, and is paced by it beyond. A change of more,
+// before the app settles, counts toward a burst: writeBurst of them in a row
+// go out at once (one `kubectl apply -f` of a few releases); beyond those,
+// the changes are a burst (many pipelines at once, or their pods coming up
+// faster than the app's writes settle) and are held until they pause for
+// burstEnd (the burst is over), or at the latest BurstMaxHold after the first
+// held one, and go out together. A large app's writes are slow (O(routes)),
+// so each of its rebuilds finds more changes and a burst coalesces sooner.
+// With BurstMaxHold 0, a burst's writes are paced MinWriteInterval apart
+// instead. Within one rebuild, writes after the first are never held back
+// (make before break needs them in a row). It returns how long to wait, and
+// marks the rebuild as held back.
 func (r *AppReconciler) throttle(s *appScope) time.Duration {
 	interval := r.Config.MinWriteInterval
 	if s.writing || interval <= 0 {
@@ -318,9 +319,11 @@ func (r *AppReconciler) throttle(s *appScope) time.Duration {
 	now := r.now()
 	b, ok := r.buckets[s.key]
 	if !ok {
-		b = &bucket{settled: true}
+		b = &bucket{settled: true, tokens: writeBurst, at: now}
 		r.buckets[s.key] = b
 	}
+	b.tokens = min(writeBurst, b.tokens+float64(now.Sub(b.at))/float64(interval))
+	b.at = now
 	if fp := s.fingerprint(); fp != b.fingerprint {
 		if b.bursting && now.Sub(b.changedAt) >= burstEnd {
 			b.bursting = false
@@ -334,12 +337,24 @@ func (r *AppReconciler) throttle(s *appScope) time.Duration {
 		s.writing = true
 		return 0
 	}
+	if b.settled {
+		// Every earlier change is written and read back: this one comes
+		// alone, and goes out at once, even while a burst lasts.
+		b.run = 0
+		return write()
+	}
 	if !b.bursting {
-		if b.settled || changedReleases(b.routed, routed) <= pipelineStep {
-			// The app settled, or this is one pipeline's step (a release
-			// deleted and the next applied): at once, and not a burst's.
+		if changedReleases(b.routed, routed) <= pipelineStep {
+			// One pipeline's step: at once while the allowance lasts, then
+			// paced one per interval (a stream of them, each before the app
+			// settles, is no burst but must not write without end).
 			b.run = 0
-			return write()
+			if b.tokens >= 1 {
+				b.tokens--
+				return write()
+			}
+			s.throttled = true
+			return time.Duration((1 - b.tokens) * float64(interval))
 		}
 		if b.run < writeBurst {
 			b.run++
@@ -384,16 +399,16 @@ func routedState(d routing.Decision) map[string]releaseRouting {
 }
 
 // changedReleases counts the releases whose routing differs between two
-// states (one present in only one of them counts), less those a newer stable
-// release only moved down its line (Live to Standby, Standby to Superseded):
-// one stable release promoted is one change, not three.
+// states (one present in only one of them counts), less those that only
+// moved along their lineage (alongTheLine): one stable release promoted, or
+// one deleted (its Standby routed again), is one change, not three.
 func changedReleases(before, after map[string]releaseRouting) int {
 	n := 0
 	for name, a := range after {
 		b, ok := before[name]
 		switch {
 		case ok && a == b:
-		case ok && demoted(b.phase, a.phase):
+		case ok && alongTheLine(b.phase, a.phase):
 		default:
 			n++
 		}
@@ -406,10 +421,17 @@ func changedReleases(before, after map[string]releaseRouting) int {
 	return n
 }
 
-// demoted: a release moved down its environment's stable line.
-func demoted(before, after v1alpha1.Phase) bool {
-	return (before == v1alpha1.PhaseLive && (after == v1alpha1.PhaseStandby || after == v1alpha1.PhaseSuperseded)) ||
-		(before == v1alpha1.PhaseStandby && after == v1alpha1.PhaseSuperseded)
+// alongTheLine: a release moved along its lineage because another came or
+// went: down (Live to Standby or Superseded, Standby to Superseded) for a
+// newer one, or back up (Standby to Live) for a stable deleted.
+func alongTheLine(before, after v1alpha1.Phase) bool {
+	switch before {
+	case v1alpha1.PhaseLive:
+		return after == v1alpha1.PhaseStandby || after == v1alpha1.PhaseSuperseded
+	case v1alpha1.PhaseStandby:
+		return after == v1alpha1.PhaseLive || after == v1alpha1.PhaseSuperseded
+	}
+	return false
 }
 
 const (
@@ -430,11 +452,15 @@ const (
 // bucket is what the throttle knows of an app's recent writes.
 type bucket struct {
 	// settled: the app's last rebuild found nothing to write. run counts
-	// the rebuilds that wrote more than a pipeline's step since it last
-	// settled, or since the last that wrote no more than one; lastWrite is
-	// when the last write was, and routed what it wrote.
+	// the rebuilds in a row that wrote more than a pipeline's step, the app
+	// not settling between; tokens (at most writeBurst, one more each
+	// MinWriteInterval, as of at) allow pipeline steps that come before the
+	// app settled; lastWrite is when the last write was, and routed what it
+	// wrote.
 	settled   bool
 	run       int
+	tokens    float64
+	at        time.Time
 	lastWrite time.Time
 	routed    map[string]releaseRouting
 	// fingerprint is the last desired state seen, changedAt when it changed.

@@ -1,7 +1,9 @@
 package controller
 
 import (
+	"encoding/json"
 	"reflect"
+	"strconv"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/switchyard-dev/switchyard/api/v1alpha1"
+	"github.com/switchyard-dev/switchyard/internal/metrics"
 	"github.com/switchyard-dev/switchyard/internal/routing"
 )
 
@@ -182,6 +185,9 @@ func TestCachedVirtualServiceComparesByTheWholeSpec(t *testing.T) {
 	compact(vs)
 	if !sameSpec(vs, spec) {
 		t.Errorf("the cached copy of the desired VirtualService compares as another")
+	}
+	if whole, _ := json.Marshal(spec); vs.Annotations[metrics.SpecBytesAnnotation] != strconv.Itoa(len(whole)) {
+		t.Errorf("the cached VirtualService notes %s bytes, the whole spec has %d", vs.Annotations[metrics.SpecBytesAnnotation], len(whole))
 	}
 	// An informer may transform an object twice (a restart's full list).
 	if _, err := compactVirtualService(vs); err != nil || !sameSpec(vs, spec) {

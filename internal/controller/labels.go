@@ -6,8 +6,10 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
+	"strconv"
 
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
@@ -25,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/switchyard-dev/switchyard/api/v1alpha1"
+	"github.com/switchyard-dev/switchyard/internal/metrics"
 	"github.com/switchyard-dev/switchyard/internal/routing"
 )
 
@@ -225,6 +228,10 @@ func compacted(vs *networkingv1.VirtualService) bool {
 // annotation of that name the object carries itself is overwritten.
 func compact(vs *networkingv1.VirtualService) {
 	hash := routing.SpecHash(&vs.Spec)
+	size := 0
+	if b, err := json.Marshal(&vs.Spec); err == nil {
+		size = len(b)
+	}
 	c := routing.CompactVirtualService(&vs.Spec)
 	proto.Reset(&vs.Spec)
 	proto.Merge(&vs.Spec, c)
@@ -234,10 +241,11 @@ func compact(vs *networkingv1.VirtualService) {
 		vs.Annotations = map[string]string{}
 	}
 	vs.Annotations[annotationCachedSpecHash] = hash
+	vs.Annotations[metrics.SpecBytesAnnotation] = strconv.Itoa(size)
 }
 
 // sameSpec: a VirtualService made so by compact has the spec desired.
 func sameSpec(vs *networkingv1.VirtualService, desired *networking.VirtualService) bool {
-	h, ok := vs.Annotations[annotationCachedSpecHash]
-	return ok && h == routing.SpecHash(desired)
+	h := vs.Annotations[annotationCachedSpecHash]
+	return h != "" && h == routing.SpecHash(desired)
 }

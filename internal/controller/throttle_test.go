@@ -39,12 +39,25 @@ func TestThrottleLetsLoneChangesOutAndCoalescesBursts(t *testing.T) {
 		}
 		r.settled(key)
 	}
-	// A pipeline's steps that come before the app settled go out at once too.
+	// A pipeline's steps that come before the app settled go out at once
+	// too, as long as they come no faster than one per interval...
 	for i := range 3 * writeBurst {
+		now = now.Add(r.Config.MinWriteInterval)
 		if wait := rebuild(); wait != 0 {
 			t.Fatalf("step %d of a pipeline, the app not settled, held back %s", i+1, wait)
 		}
 	}
+	// ... or, faster, for writeBurst of them; then they are paced.
+	now = now.Add(writeBurst * r.Config.MinWriteInterval)
+	for i := range writeBurst {
+		if wait := rebuild(); wait != 0 {
+			t.Fatalf("step %d of a fast stream, the app not settled, held back %s", i+1, wait)
+		}
+	}
+	if wait := rebuild(); wait <= 0 || wait > r.Config.MinWriteInterval {
+		t.Fatalf("a stream of steps beyond the allowance, none read back, waits %s, want up to the interval", wait)
+	}
+	now = now.Add(r.Config.MinWriteInterval)
 	// Changes of several releases each, the app never settling: a burst.
 	step = pipelineStep + 1
 	for i := range writeBurst {
@@ -64,35 +77,44 @@ func TestThrottleLetsLoneChangesOutAndCoalescesBursts(t *testing.T) {
 	if wait := r.throttle(s); wait != 0 {
 		t.Fatalf("a rebuild's second write held back %s", wait)
 	}
-	// Once the app settles, the next change comes alone.
+	// Once the app settles, the next change comes alone, even in a burst.
 	r.settled(key)
 	if wait := rebuild(); wait != 0 {
 		t.Fatalf("a change after the app settled held back %s", wait)
 	}
 }
 
-// TestThrottleShapesABurst plays a burst against the clock: 200 pods
-// becoming Available one by one, one every 50 ms for 10 s, in an app whose
-// writes take 150 ms (the changes that arrive during a write are seen by the
-// rebuild after it, and the app never settles); then a lone change.
-func TestThrottleShapesABurst(t *testing.T) {
+// stream is what playStream saw: the writes, the longest a change waited to
+// be written, when the last write was and when the changes stopped.
+type stream struct {
+	writes               int
+	worst                time.Duration
+	lastWrite, streamEnd time.Time
+	r                    *AppReconciler
+	now                  *time.Time
+	rebuild, change      func()
+	retrying             func() bool
+}
+
+// playStream plays n pods becoming Available one by one, one every every,
+// against the throttle, in an app whose writes take writeTime (the changes
+// that arrive during a write are seen by the rebuild after it; a rebuild that
+// finds nothing to write settles the app), and 6 s more.
+func playStream(t *testing.T, every, writeTime time.Duration, n int) *stream {
+	t.Helper()
 	start := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 	now := start
 	r := &AppReconciler{Config: Config{MinWriteInterval: 500 * time.Millisecond, BurstMaxHold: 4 * time.Second},
 		Now: func() time.Time { return now }}
 	key := client.ObjectKey{Namespace: "shop", Name: "shop"}
-	const writeTime = 150 * time.Millisecond
-
 	var (
 		available        int // releases Available so far: the desired state
 		written          int
 		pending          bool // a rebuild is queued
 		retryAt, busyTil time.Time
-		writes           int
 		changedAt        = map[int]time.Time{}
-		worst            time.Duration
-		lastWrite        time.Time
 	)
+	out := &stream{r: r, now: &now}
 	decision := func() routing.Decision {
 		d := routing.Decision{Outcomes: map[string]routing.Outcome{}}
 		for i := range available {
@@ -102,7 +124,7 @@ func TestThrottleShapesABurst(t *testing.T) {
 		return d
 	}
 	// rebuild is one reconcile: it writes the desired state, or asks to be retried.
-	rebuild := func() {
+	out.rebuild = func() {
 		pending = false
 		if available == written {
 			r.settled(key)
@@ -114,53 +136,79 @@ func TestThrottleShapesABurst(t *testing.T) {
 			return
 		}
 		retryAt = time.Time{}
-		writes++
-		written, lastWrite, busyTil = available, now, now.Add(writeTime)
+		out.writes++
+		written, out.lastWrite, busyTil = available, now, now.Add(writeTime)
 		// Every change up to this one is now written.
 		for i, at := range changedAt {
-			worst = max(worst, now.Sub(at))
+			out.worst = max(out.worst, now.Sub(at))
 			delete(changedAt, i)
 		}
 	}
+	out.change = func() { changedAt[available] = now; available++ }
+	out.retrying = func() bool { return !retryAt.IsZero() }
 	tick := 10 * time.Millisecond
-	streamEnd := start.Add(10 * time.Second)
-	for ; now.Before(streamEnd.Add(6 * time.Second)); now = now.Add(tick) {
-		if now.Before(streamEnd) && now.Sub(start)%(50*time.Millisecond) == 0 {
-			changedAt[available] = now
-			available++
+	out.streamEnd = start.Add(time.Duration(n) * every)
+	for ; now.Before(out.streamEnd.Add(6 * time.Second)); now = now.Add(tick) {
+		if now.Before(out.streamEnd) && now.Sub(start)%every == 0 {
+			out.change()
 			pending = true
 		}
 		if !retryAt.IsZero() && !now.Before(retryAt) {
 			pending = true
 		}
 		if pending && !now.Before(busyTil) {
-			rebuild()
+			out.rebuild()
 		}
 	}
 	if len(changedAt) > 0 {
-		t.Fatalf("%d changes of the burst were never written", len(changedAt))
+		t.Fatalf("%d changes of the stream were never written", len(changedAt))
 	}
-	if limit := writeBurst + 10/4 + 2; writes > limit {
-		t.Errorf("a 10 s burst of 200 changes took %d writes, want at most %d", writes, limit)
+	return out
+}
+
+// TestThrottleShapesABurst: 200 pods becoming Available one every 50 ms, in
+// an app whose writes take 150 ms (each rebuild finds 3 new releases, the
+// app never settles), coalesce into a few writes; then a lone change goes
+// out at once.
+func TestThrottleShapesABurst(t *testing.T) {
+	p := playStream(t, 50*time.Millisecond, 150*time.Millisecond, 200)
+	if limit := writeBurst + 10/4 + 2; p.writes > limit {
+		t.Errorf("a 10 s burst of 200 changes took %d writes, want at most %d", p.writes, limit)
 	}
-	if worst > 4*time.Second+writeTime+tick {
-		t.Errorf("a change of the burst waited %s, more than --burst-max-hold", worst)
+	if p.worst > 4*time.Second+150*time.Millisecond+10*time.Millisecond {
+		t.Errorf("a change of the burst waited %s, more than --burst-max-hold", p.worst)
 	}
-	if end := lastWrite.Sub(streamEnd); end > burstEnd+tick {
+	if end := p.lastWrite.Sub(p.streamEnd); end > burstEnd+10*time.Millisecond {
 		t.Errorf("the burst's last change was written %s after the burst ended, want within %s", end, burstEnd)
 	}
-	t.Logf("200 changes over 10 s: %d writes, the longest wait %s", writes, worst)
+	t.Logf("200 changes over 10 s: %d writes, the longest wait %s", p.writes, p.worst)
 
 	// Once the burst is over (the rebuild after its last write found
 	// nothing to write), a lone change goes out at once.
-	rebuild()
-	now = now.Add(burstEnd)
-	before := writes
-	available++
-	rebuild()
-	if writes != before+1 || !retryAt.IsZero() {
-		t.Errorf("a lone change after the burst was held back (retry at %s)", retryAt.Sub(now))
+	p.rebuild()
+	*p.now = p.now.Add(burstEnd)
+	before := p.writes
+	p.change()
+	p.rebuild()
+	if p.writes != before+1 || p.retrying() {
+		t.Errorf("a lone change after the burst was held back")
 	}
+}
+
+// TestThrottlePacesAStreamOfSingleChanges: 200 pods becoming Available one
+// every 100 ms in an app whose writes take 100 ms (each rebuild finds one or
+// two new releases) are no burst, but are paced: a change that finds the app
+// settled goes out alone, the others one per interval, so fewer writes than
+// one per two pods, none waiting more than the interval.
+func TestThrottlePacesAStreamOfSingleChanges(t *testing.T) {
+	p := playStream(t, 100*time.Millisecond, 100*time.Millisecond, 200)
+	if limit := 200 / 2; p.writes > limit {
+		t.Errorf("200 single changes over 20 s took %d writes, want at most %d", p.writes, limit)
+	}
+	if limit := p.r.Config.MinWriteInterval + 100*time.Millisecond + 10*time.Millisecond; p.worst > limit {
+		t.Errorf("a change waited %s, more than the interval (and a write)", p.worst)
+	}
+	t.Logf("200 single changes over 20 s: %d writes, the longest wait %s", p.writes, p.worst)
 }
 
 func TestChangedReleasesCountsAPipelinesStepAsOne(t *testing.T) {

@@ -5,6 +5,7 @@ package metrics
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +36,11 @@ var (
 		Help: "Writes to the app's shared objects, by kind (VirtualService, DestinationRule, Service) and operation (apply, delete).",
 	}, []string{"kind", "operation"})
 )
+
+// SpecBytesAnnotation is set by the operator's cache (never written) on a
+// VirtualService it holds in compact form: the whole spec's JSON size, in
+// bytes, which the size metric reports.
+const SpecBytesAnnotation = "switchyard.dev/cached-spec-bytes"
 
 // Register adds Switchyard's metrics to controller-runtime's registry; the
 // per-object gauges are computed from the manager's cache at scrape time.
@@ -82,11 +88,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	vss := &networkingv1.VirtualServiceList{}
 	if err := c.cache.List(ctx, vss); err == nil {
 		for _, vs := range vss.Items {
-			b, err := json.Marshal(&vs.Spec)
+			// The cache holds VirtualServices compacted, their whole spec's
+			// size noted (see the controller's compact).
+			size, err := strconv.Atoi(vs.Annotations[SpecBytesAnnotation])
 			if err != nil {
-				continue
+				b, err := json.Marshal(&vs.Spec)
+				if err != nil {
+					continue
+				}
+				size = len(b)
 			}
-			ch <- prometheus.MustNewConstMetric(vsBytesDesc, prometheus.GaugeValue, float64(len(b)), vs.Namespace, vs.Name)
+			ch <- prometheus.MustNewConstMetric(vsBytesDesc, prometheus.GaugeValue, float64(size), vs.Namespace, vs.Name)
 		}
 	}
 }

@@ -83,11 +83,11 @@ func DecideFrom(releases []Release, cur Current, opts Options) Decision {
 				continue
 			}
 			d.Live = append(d.Live, r)
-			if (!r.Accepted && !r.HasDeployment) || o.Reason == v1alpha1.ReasonRouteBudgetExceeded {
+			if !r.Accepted && !r.HasDeployment {
 				// A subset is defined once the release is taken in (the
-				// finalizer that drains it is on) or has pods it can select;
-				// a branch waiting for room in the VirtualService gets its
-				// subset with its route (the DestinationRule is written first).
+				// finalizer that drains it is on) or has pods it can select,
+				// long before a route names it (a branch waiting for room in
+				// the VirtualService too: proxies have it when room is made).
 				continue
 			}
 			o.Subset = SubsetName(r.Name)
@@ -103,10 +103,13 @@ func DecideFrom(releases []Release, cur Current, opts Options) Decision {
 
 // enforceSubsetBudget keeps the DestinationRule, and the Service (an owner
 // reference per subset: smaller still), within opts.MaxBytes: a release's
-// subset costs its JSON and an owner reference. Over the budget, the newest
-// releases that no route names yet (waiting for their pods, or to be
-// promoted) wait without a subset, RouteBudgetExceeded; routed releases keep
-// theirs (the VirtualService's budget bounds those).
+// subset costs its JSON and an owner reference. Over the budget, the most
+// recently created releases that were never routed (waiting for their pods,
+// or for room in the VirtualService) wait without a subset,
+// RouteBudgetExceeded; routed releases and Standbys keep theirs (the
+// VirtualService's budget bounds those). Draining subsets, which the app
+// controller keeps a while longer, are not counted: the budget's margin
+// under etcd's limit holds them.
 func enforceSubsetBudget(d *Decision, byEnv map[string][]Release, opts Options) {
 	if opts.MaxBytes <= 0 {
 		return
@@ -127,19 +130,19 @@ func enforceSubsetBudget(d *Decision, byEnv map[string][]Release, opts Options) 
 	var waiting []Release
 	for _, rs := range byEnv {
 		for _, r := range rs {
-			if d.Outcomes[r.Name].Subset != "" && !routed[r.Name] {
+			o := d.Outcomes[r.Name]
+			if o.Subset != "" && !routed[r.Name] && !r.WasRouted && o.Phase != v1alpha1.PhaseStandby {
 				waiting = append(waiting, r)
 			}
 		}
 	}
+	// Newest first by creation (builds order a lineage, not releases of
+	// different lineages).
 	slices.SortFunc(waiting, func(a, b Release) int {
-		switch {
-		case newer(a, b):
-			return -1
-		case newer(b, a):
-			return 1
+		if c := b.Created.Compare(a.Created); c != 0 {
+			return c
 		}
-		return strings.Compare(a.Name, b.Name)
+		return strings.Compare(b.Name, a.Name)
 	})
 	refused := map[string]bool{}
 	for _, r := range waiting {
