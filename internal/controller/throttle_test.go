@@ -39,25 +39,12 @@ func TestThrottleLetsLoneChangesOutAndCoalescesBursts(t *testing.T) {
 		}
 		r.settled(key)
 	}
-	// A pipeline's steps that come before the app settled go out at once
-	// too, as long as they come no faster than one per interval...
+	// A pipeline's steps that come before the app settled go out at once too.
 	for i := range 3 * writeBurst {
-		now = now.Add(r.Config.MinWriteInterval)
 		if wait := rebuild(); wait != 0 {
 			t.Fatalf("step %d of a pipeline, the app not settled, held back %s", i+1, wait)
 		}
 	}
-	// ... or, faster, for writeBurst of them; then they are paced.
-	now = now.Add(writeBurst * r.Config.MinWriteInterval)
-	for i := range writeBurst {
-		if wait := rebuild(); wait != 0 {
-			t.Fatalf("step %d of a fast stream, the app not settled, held back %s", i+1, wait)
-		}
-	}
-	if wait := rebuild(); wait <= 0 || wait > r.Config.MinWriteInterval {
-		t.Fatalf("a stream of steps beyond the allowance, none read back, waits %s, want up to the interval", wait)
-	}
-	now = now.Add(r.Config.MinWriteInterval)
 	// Changes of several releases each, the app never settling: a burst.
 	step = pipelineStep + 1
 	for i := range writeBurst {
@@ -195,18 +182,16 @@ func TestThrottleShapesABurst(t *testing.T) {
 	}
 }
 
-// TestThrottlePacesAStreamOfSingleChanges: 200 pods becoming Available one
-// every 100 ms in an app whose writes take 100 ms (each rebuild finds one or
-// two new releases) are no burst, but are paced: a change that finds the app
-// settled goes out alone, the others one per interval, so fewer writes than
-// one per two pods, none waiting more than the interval.
-func TestThrottlePacesAStreamOfSingleChanges(t *testing.T) {
+// TestThrottleNeverHoldsAStreamOfSingleChanges: a pipeline working through
+// an app whose writes take 100 ms, a change every 100 ms (each rebuild finds
+// one or two new releases, the app seldom settles), is never held: each
+// write carries what came during the one before, and no change waits longer
+// than a write. (Pacing such a stream, as an earlier throttle did, measured
+// 29 times the floor in make bench's sequential row.)
+func TestThrottleNeverHoldsAStreamOfSingleChanges(t *testing.T) {
 	p := playStream(t, 100*time.Millisecond, 100*time.Millisecond, 200)
-	if limit := 200 / 2; p.writes > limit {
-		t.Errorf("200 single changes over 20 s took %d writes, want at most %d", p.writes, limit)
-	}
-	if limit := p.r.Config.MinWriteInterval + 100*time.Millisecond + 10*time.Millisecond; p.worst > limit {
-		t.Errorf("a change waited %s, more than the interval (and a write)", p.worst)
+	if limit := 100*time.Millisecond + 10*time.Millisecond; p.worst > limit {
+		t.Errorf("a change waited %s, more than a write", p.worst)
 	}
 	t.Logf("200 single changes over 20 s: %d writes, the longest wait %s", p.writes, p.worst)
 }
