@@ -43,6 +43,7 @@ type flags struct {
 	minWriteInterval     time.Duration
 	burstMaxHold         time.Duration
 	drainDelay           time.Duration
+	appConcurrency       int
 	metricsAddr          string
 	metricsSecure        bool
 	pprofAddr            string
@@ -68,6 +69,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (*flags, *zap.Options, error) {
 	fs.DurationVar(&f.minWriteInterval, "min-write-interval", 500*time.Millisecond, "Shape an app's writes: a change that finds the app settled (its objects written and read back) goes out at once; so does one that changes no more than two releases' routing (a pipeline's step); others are a burst after 4 in a row (see --burst-max-hold; with it 0, paced this far apart). 0: every change at once.")
 	fs.DurationVar(&f.burstMaxHold, "burst-max-hold", 4*time.Second, "In a burst (4 rebuilds in a row that each changed more than two releases, the app never settling), hold an app's changes until they pause for 2s, at most this long, and write them together. 0: bursts paced by --min-write-interval alone.")
 	fs.DurationVar(&f.drainDelay, "drain-delay", 3*time.Second, "How long a subset (and its pods) stays after the last route to it left the VirtualService, so proxies have the new routes first.")
+	fs.IntVar(&f.appConcurrency, "app-concurrency", 4, "How many apps are rebuilt at once (each app by one worker at a time): more suits an API server with cores to spare, as one app's slow writes then hold fewer others back.")
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8443", "Address the metrics endpoint binds to; 0 disables it.")
 	fs.BoolVar(&f.metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS to clients the API server authenticates and authorizes (get on the non-resource URL /metrics); false serves plain HTTP to anyone.")
 	fs.StringVar(&f.pprofAddr, "pprof-bind-address", "", "Address Go's pprof endpoints bind to, for profiling; empty (the default) disables them.")
@@ -135,6 +137,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (*flags, *zap.Options, error) {
 	}
 	if f.routing.MaxRoutes < 0 {
 		errs = append(errs, fmt.Errorf("--max-routes must not be negative, got %d", f.routing.MaxRoutes))
+	}
+	if f.appConcurrency < 1 {
+		errs = append(errs, fmt.Errorf("--app-concurrency must be at least 1, got %d", f.appConcurrency))
 	}
 	if f.routing.KeepPrevious < 0 {
 		errs = append(errs, fmt.Errorf("--keep-previous must not be negative, got %d", f.routing.KeepPrevious))
@@ -225,5 +230,5 @@ func metricsOptions(f *flags) metricsserver.Options {
 
 // setup registers the indexes and both controllers.
 func setup(ctx context.Context, mgr ctrl.Manager, f *flags) error {
-	return controller.Setup(ctx, mgr, f.routing, controller.Config{PruneSuperseded: f.pruneSuperseded, SupersededGrace: f.supersededGrace, MinWriteInterval: f.minWriteInterval, BurstMaxHold: f.burstMaxHold, DrainDelay: f.drainDelay})
+	return controller.Setup(ctx, mgr, f.routing, controller.Config{PruneSuperseded: f.pruneSuperseded, SupersededGrace: f.supersededGrace, MinWriteInterval: f.minWriteInterval, BurstMaxHold: f.burstMaxHold, DrainDelay: f.drainDelay, AppConcurrency: f.appConcurrency})
 }

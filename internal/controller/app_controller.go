@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -207,8 +208,9 @@ func (r *AppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl
 	return res, nil
 }
 
-// appConcurrency is how many apps are rebuilt at once.
-const appConcurrency = 4
+// defaultAppConcurrency is how many apps are rebuilt at once when
+// Config.AppConcurrency is not set.
+const defaultAppConcurrency = 4
 
 // refusedRetry is how often a rebuild whose writes the API server refused
 // for good tries again (what refused them may change: a quota, a policy).
@@ -467,7 +469,7 @@ func (r *AppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("app").
 		// Apps are independent (one app's key is never worked on twice at
 		// once): a large app's slow writes never hold another app back.
-		WithOptions(controller.Options{MaxConcurrentReconciles: appConcurrency}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: cmp.Or(r.Config.AppConcurrency, defaultAppConcurrency)}).
 		Watches(&v1alpha1.AppRelease{}, releaseToApps, builder.WithPredicates(releaseChanged)).
 		Watches(&appsv1.Deployment{}, byApp, builder.WithPredicates(deploymentChanged)).
 		Watches(&corev1.Service{}, byApp).

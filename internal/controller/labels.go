@@ -75,6 +75,10 @@ type Config struct {
 	// latest BurstMaxHold after the first held one, and written together.
 	// 0 paces bursts by MinWriteInterval alone.
 	BurstMaxHold time.Duration
+	// AppConcurrency is how many apps are rebuilt at once (each app by one
+	// worker at a time); 0 means 4. More suits an API server with cores to
+	// spare: one app's slow writes then hold fewer others back.
+	AppConcurrency int
 	// DrainDelay keeps a subset defined (and its pods running) that long after
 	// the last route to it left the VirtualService, so every proxy has the new
 	// routes before the subset goes (Istio: "Avoid 503 errors while
