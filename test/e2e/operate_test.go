@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"crypto/tls"
+	"encoding/json"
 	"net"
 	"net/http"
 	"os"
@@ -134,7 +135,13 @@ var _ = Describe("Operations", func() {
 			families := scrape(g, metricsURL, reader)
 			g.Expect(value(families, "switchyard_releases", map[string]string{"namespace": ns, "app": app, "environment": "production", "phase": "Live"})).To(BeEquivalentTo(1))
 			g.Expect(value(families, "switchyard_object_writes_total", map[string]string{"kind": "VirtualService", "operation": "apply"})).To(BeNumerically(">=", 1))
-			g.Expect(value(families, "switchyard_virtualservice_bytes", map[string]string{"namespace": ns, "app": app})).To(BeNumerically(">", 100))
+			// The whole spec's size, as the API server holds it (the cache
+			// holds a compact form).
+			vs := &networkingv1.VirtualService{}
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: app}, vs)).To(Succeed())
+			whole, err := json.Marshal(&vs.Spec)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(value(families, "switchyard_virtualservice_bytes", map[string]string{"namespace": ns, "app": app})).To(BeEquivalentTo(len(whole)))
 			g.Expect(value(families, "switchyard_route_rebuilds_total", map[string]string{"result": "success"})).To(BeNumerically(">=", 1))
 			g.Expect(families).To(HaveKey("switchyard_route_rebuild_duration_seconds"))
 			g.Expect(families).To(HaveKey("controller_runtime_reconcile_total"))
