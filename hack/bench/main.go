@@ -28,6 +28,7 @@ func main() {
 	flag.StringVar(&o.sizes, "sizes", "", "apply-to-routed's app sizes, as size:samples,... (default 1:20,100:20,1000:10)")
 	flag.IntVar(&o.apps, "apps", 0, "scale's number of apps of 100 releases (default 100; -quick 10)")
 	flag.BoolVar(&o.verbose, "v", false, "print each apply-to-routed sample's trace")
+	flag.IntVar(&o.crowdedBig, "crowded-big", 0, "crowded's busy app's live releases (default 250; -quick 100; 1,000 needs --operator-args=--max-object-bytes=1572864)")
 	flag.StringVar(&o.operatorArgs, "operator-args", "", "extra flags for the operator (space-separated)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -40,7 +41,7 @@ func main() {
 
 type options struct {
 	quick, verbose                 bool
-	apps                           int
+	apps, crowdedBig               int
 	out, only, sizes, operatorArgs string
 }
 
@@ -64,6 +65,9 @@ func run(ctx context.Context, o options) error {
 	}
 	if o.apps > 0 {
 		apps = o.apps
+	}
+	if o.crowdedBig > 0 {
+		crowdedBig = o.crowdedBig
 	}
 	if o.sizes != "" {
 		sizes, samples = nil, map[int]int{}
