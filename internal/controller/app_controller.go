@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -104,8 +103,10 @@ type appScope struct {
 	// does not exist): releases whose routing waits for it say so.
 	writeErr, transientErr error
 	routingHeld            bool
-	// fp memoizes fingerprint.
-	fp uint64
+	// fp memoizes fingerprint, vsHash the desired VirtualService's
+	// routing.SpecHash (one encoding of a large spec per rebuild, not two).
+	fp     uint64
+	vsHash string
 	// writing: this rebuild has begun writing; throttled: it was held back
 	// to coalesce a burst, and will run again.
 	writing, throttled bool
@@ -360,11 +361,8 @@ func (s *appScope) fingerprint() uint64 {
 		return s.fp
 	}
 	h := fnv.New64a()
-	opts := proto.MarshalOptions{Deterministic: true}
-	for _, m := range []proto.Message{s.desiredDR, s.desiredVS} {
-		if b, err := opts.Marshal(m); err == nil {
-			_, _ = h.Write(b)
-		}
+	for _, part := range []string{routing.SpecHash(s.desiredDR), s.desiredVSHash()} {
+		_, _ = h.Write([]byte(part))
 		_, _ = h.Write([]byte{0})
 	}
 	for _, o := range s.owners {
@@ -372,6 +370,18 @@ func (s *appScope) fingerprint() uint64 {
 	}
 	s.fp = h.Sum64() | 1
 	return s.fp
+}
+
+// desiredVSHash is routing.SpecHash of the desired VirtualService ("" for
+// none), computed once per rebuild.
+func (s *appScope) desiredVSHash() string {
+	if s.desiredVS == nil {
+		return ""
+	}
+	if s.vsHash == "" {
+		s.vsHash = routing.SpecHash(s.desiredVS)
+	}
+	return s.vsHash
 }
 
 // routingInputs is what the routing decision needs of each release.

@@ -12,7 +12,6 @@ import (
 	"strconv"
 
 	"google.golang.org/protobuf/proto"
-	networking "istio.io/api/networking/v1alpha3"
 	"time"
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -248,8 +247,9 @@ func compact(vs *networkingv1.VirtualService) {
 	vs.Annotations[metrics.SpecBytesAnnotation] = strconv.Itoa(size)
 }
 
-// sameSpec: a VirtualService made so by compact has the spec desired.
-func sameSpec(vs *networkingv1.VirtualService, desired *networking.VirtualService) bool {
+// sameSpec: a VirtualService made so by compact has the spec whose
+// routing.SpecHash is desired.
+func sameSpec(vs *networkingv1.VirtualService, desired string) bool {
 	h := vs.Annotations[annotationCachedSpecHash]
-	return h != "" && h == routing.SpecHash(desired)
+	return h != "" && h == desired
 }
