@@ -361,7 +361,7 @@ func (s *appScope) fingerprint() uint64 {
 		return s.fp
 	}
 	h := fnv.New64a()
-	for _, part := range []string{routing.SpecHash(s.desiredDR), s.desiredVSHash()} {
+	for _, part := range []string{routing.SpecHash(s.desiredDR), s.vsHashOf(s.desiredVS)} {
 		_, _ = h.Write([]byte(part))
 		_, _ = h.Write([]byte{0})
 	}
@@ -372,14 +372,16 @@ func (s *appScope) fingerprint() uint64 {
 	return s.fp
 }
 
-// desiredVSHash is routing.SpecHash of the desired VirtualService ("" for
-// none), computed once per rebuild.
-func (s *appScope) desiredVSHash() string {
-	if s.desiredVS == nil {
+// vsHashOf is routing.SpecHash of a VirtualService spec ("" for none),
+// computed once per rebuild for the desired one.
+func (s *appScope) vsHashOf(spec *networking.VirtualService) string {
+	switch {
+	case spec == nil:
 		return ""
-	}
-	if s.vsHash == "" {
-		s.vsHash = routing.SpecHash(s.desiredVS)
+	case spec != s.desiredVS:
+		return routing.SpecHash(spec)
+	case s.vsHash == "":
+		s.vsHash = routing.SpecHash(spec)
 	}
 	return s.vsHash
 }

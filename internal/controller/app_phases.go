@@ -513,11 +513,7 @@ func (r *AppReconciler) applyVirtualService(ctx context.Context, s *appScope, sp
 		s.vs = nil
 		return nil
 	}
-	hash := routing.SpecHash
-	if spec == s.desiredVS {
-		hash = func(proto.Message) string { return s.desiredVSHash() }
-	}
-	if s.vs != nil && sameMeta(s.vs, s.key.Name, owners) && sameSpec(s.vs, hash(spec)) {
+	if s.vs != nil && sameMeta(s.vs, s.key.Name, owners) && sameSpec(s.vs, s.vsHashOf(spec)) {
 		return nil
 	}
 	if wait := r.throttle(s); wait > 0 {

@@ -8,12 +8,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"strconv"
-
-	"google.golang.org/protobuf/proto"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -239,7 +237,6 @@ func compact(vs *networkingv1.VirtualService) {
 	proto.Reset(&vs.Spec)
 	proto.Merge(&vs.Spec, c)
 	vs.ManagedFields = nil
-	vs.Annotations = maps.Clone(vs.Annotations)
 	if vs.Annotations == nil {
 		vs.Annotations = map[string]string{}
 	}

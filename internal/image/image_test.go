@@ -18,15 +18,7 @@ import (
 // TestBuildWriteCheckExtract: an image built from a file is the same image
 // twice, passes Check, survives an OCI layout, and gives the file back.
 func TestBuildWriteCheckExtract(t *testing.T) {
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "manager")
-	if err := os.WriteFile(bin, []byte("\x7fELF pretend"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	img, err := Build(bin, "linux/amd64")
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, bin, img := buildFrom(t, "\x7fELF pretend")
 	again, _ := Build(bin, "linux/amd64")
 	d1, _ := img.Digest()
 	d2, _ := again.Digest()
@@ -58,15 +50,7 @@ func TestBuildWriteCheckExtract(t *testing.T) {
 
 // TestCheckRefuses a root user, another entrypoint and a shell in the image.
 func TestCheckRefuses(t *testing.T) {
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "manager")
-	if err := os.WriteFile(bin, []byte("m"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	img, err := Build(bin, "linux/amd64")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, img := buildFrom(t, "m")
 	cf, _ := img.ConfigFile()
 	root := cf.DeepCopy()
 	root.Config.User = "0"
@@ -92,4 +76,20 @@ func TestCheckRefuses(t *testing.T) {
 			t.Errorf("Check gives %v, want an error saying %q", err, want)
 		}
 	}
+}
+
+// buildFrom writes a binary of the given content into a temporary directory
+// and builds an image of it: the directory, the binary's path, the image.
+func buildFrom(t *testing.T, content string) (dir, bin string, img v1.Image) {
+	t.Helper()
+	dir = t.TempDir()
+	bin = filepath.Join(dir, "manager")
+	if err := os.WriteFile(bin, []byte(content), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	img, err := Build(bin, "linux/amd64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, bin, img
 }

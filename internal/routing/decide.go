@@ -150,7 +150,7 @@ func enforceSubsetBudget(d *Decision, byEnv map[string][]Release, opts Options) 
 			break
 		}
 		refused[r.Name] = true
-		size -= subsetBytes(Destination{Release: r.Name, Subset: SubsetName(r.Name)})
+		size -= subsetBytes(Destination{Release: r.Name, Subset: d.Outcomes[r.Name].Subset})
 		d.Outcomes[r.Name] = Outcome{Phase: v1alpha1.PhaseFailed, Stalled: true, Reason: v1alpha1.ReasonRouteBudgetExceeded,
 			Message: fmt.Sprintf("the app's DestinationRule would pass its size budget of %d bytes (--max-object-bytes; etcd refuses objects over 1.5 MiB): waits until other releases retire", opts.MaxBytes)}
 	}

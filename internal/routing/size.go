@@ -54,7 +54,8 @@ const (
 )
 
 // fixed is the size of what does not depend on the branches: the object's
-// metadata, the owners' references (owners of them), the hosts.
+// metadata, the owner references of its owners other than branches (owners:
+// how many), the hosts.
 func (z *sizer) fixed(hosts map[string][]string, owners int) int {
 	if z.off {
 		return 0
