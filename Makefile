@@ -82,7 +82,7 @@ test-unit: ## Unit tests of the pure parts (routing builder), with a short fuzz 
 .PHONY: test-envtest
 test-envtest: ## Controller tests against a real kube-apiserver + etcd built by the project.
 	hack/build-controlplane.sh etcd kube-apiserver
-	KUBEBUILDER_ASSETS=$(CONTROLPLANE) go test ./internal/controller/... -coverprofile cover.out
+	KUBEBUILDER_ASSETS=$(CONTROLPLANE) go test ./internal/controller/... ./internal/recorder/... -coverprofile cover.out
 
 .PHONY: test-istio
 test-istio: ## Judge the builder's objects by Istio's own code, and test the Argo CD health check (module test/; first build ~5 min).

@@ -25,6 +25,7 @@ import (
 
 	"github.com/switchyard-dev/switchyard/api/v1alpha1"
 	"github.com/switchyard-dev/switchyard/internal/metrics"
+	"github.com/switchyard-dev/switchyard/internal/recorder"
 	"github.com/switchyard-dev/switchyard/internal/routing"
 )
 
@@ -106,12 +107,21 @@ func Setup(ctx context.Context, mgr manager.Manager, opts routing.Options, cfg C
 		return fmt.Errorf("index AppReleases: %w", err)
 	}
 	refused := newRefusals()
+	// Events through bounded recorders, not the manager's (client-go's
+	// broadcaster holds every event for 6 minutes): see package recorder.
+	releaseEvents := recorder.New(mgr.GetClient(), mgr.GetScheme(), "switchyard-release", 0, 0)
+	appEvents := recorder.New(mgr.GetClient(), mgr.GetScheme(), "switchyard-app", 0, 0)
+	for _, r := range []*recorder.Recorder{releaseEvents, appEvents} {
+		if err := mgr.Add(r); err != nil {
+			return fmt.Errorf("add an event recorder: %w", err)
+		}
+	}
 	if err := (&ReleaseReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), refusals: refused,
-		Recorder: mgr.GetEventRecorder("switchyard-release")}).SetupWithManager(mgr); err != nil {
+		Recorder: releaseEvents}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the release controller: %w", err)
 	}
 	app := &AppReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), refusals: refused,
-		Recorder: mgr.GetEventRecorder("switchyard-app"), Routing: opts, Config: cfg}
+		Recorder: appEvents, Routing: opts, Config: cfg}
 	if err := app.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the app controller: %w", err)
 	}
