@@ -230,5 +230,5 @@ func metricsOptions(f *flags) metricsserver.Options {
 
 // setup registers the indexes and both controllers.
 func setup(ctx context.Context, mgr ctrl.Manager, f *flags) error {
-	return controller.Setup(ctx, mgr, f.routing, controller.Config{PruneSuperseded: f.pruneSuperseded, SupersededGrace: f.supersededGrace, MinWriteInterval: f.minWriteInterval, BurstMaxHold: f.burstMaxHold, DrainDelay: f.drainDelay, AppConcurrency: f.appConcurrency})
+	return controller.Setup(ctx, mgr, f.routing, controller.Config{Namespaces: f.watchNamespaces, PruneSuperseded: f.pruneSuperseded, SupersededGrace: f.supersededGrace, MinWriteInterval: f.minWriteInterval, BurstMaxHold: f.burstMaxHold, DrainDelay: f.drainDelay, AppConcurrency: f.appConcurrency})
 }

@@ -13,7 +13,6 @@ import (
 
 	networking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
@@ -53,6 +52,8 @@ type AppReconciler struct {
 	// refusals are the releases whose Deployment the API server refused,
 	// from the release controller.
 	refusals *refusals
+	// deployments are the records of Switchyard's Deployments.
+	deployments *deploymentCache
 
 	// writesMu guards what the controller remembers of its own writes: each
 	// app's throttle state (bucket) and the versions it wrote. (Drains are not
@@ -78,7 +79,7 @@ type appScope struct {
 	// releases are all of the app's AppReleases, by name.
 	releases map[string]*v1alpha1.AppRelease
 	// deployments are the releases' Deployments, by name.
-	deployments map[string]*appsv1.Deployment
+	deployments map[string]*deploymentRecord
 	// service, vs and dr are the app's shared objects as they are now: nil when
 	// absent; foreign names the ones that exist but are not Switchyard's.
 	service *corev1.Service
@@ -477,20 +478,22 @@ func (r *AppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 		return out
 	})
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("app").
 		// Apps are independent (one app's key is never worked on twice at
 		// once): a large app's slow writes never hold another app back.
 		WithOptions(controller.Options{MaxConcurrentReconciles: cmp.Or(r.Config.AppConcurrency, defaultAppConcurrency)}).
 		Watches(&v1alpha1.AppRelease{}, releaseToApps, builder.WithPredicates(releaseChanged)).
-		Watches(&appsv1.Deployment{}, byApp, builder.WithPredicates(deploymentChanged)).
 		Watches(&corev1.Service{}, byApp).
 		Watches(&networkingv1.VirtualService{}, byApp, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&networkingv1.DestinationRule{}, byApp, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(allApps(mgr.GetClient())),
 			builder.WithPredicates(namespaceEnvironmentChanged)).
-		WatchesRawSource(source.Channel(r.refusals.changed, releaseToApps)).
-		Complete(r)
+		WatchesRawSource(source.Channel(r.refusals.changed, releaseToApps))
+	for _, src := range r.deployments.sources(byApp, deploymentChanged) {
+		b = b.WatchesRawSource(src)
+	}
+	return b.Complete(r)
 }
 
 // namespaceEnvironments maps each namespace labelled with an environment
@@ -553,6 +556,8 @@ var releaseChanged = predicate.Funcs{
 // controller reads of it (deploymentState).
 var deploymentChanged = predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {
-		return stateOf(e.ObjectOld.(*appsv1.Deployment)) != stateOf(e.ObjectNew.(*appsv1.Deployment))
+		o, okOld := e.ObjectOld.(*deploymentRecord)
+		n, okNew := e.ObjectNew.(*deploymentRecord)
+		return !okOld || !okNew || stateOf(o) != stateOf(n)
 	},
 }

@@ -15,7 +15,6 @@ import (
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	istiometaac "istio.io/client-go/pkg/applyconfiguration/meta/v1"
 	istioac "istio.io/client-go/pkg/applyconfiguration/networking/v1"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -49,16 +48,9 @@ func (r *AppReconciler) loadReleases(ctx context.Context, s *appScope) error {
 	return nil
 }
 
-// loadDeployments lists the Deployments of the app's releases.
-func (r *AppReconciler) loadDeployments(ctx context.Context, s *appScope) error {
-	list := &appsv1.DeploymentList{}
-	if err := r.List(ctx, list, client.InNamespace(s.key.Namespace), client.MatchingLabels(managedLabels(s.key.Name))); err != nil {
-		return fmt.Errorf("list Deployments of app %s: %w", s.key, err)
-	}
-	s.deployments = make(map[string]*appsv1.Deployment, len(list.Items))
-	for i := range list.Items {
-		s.deployments[list.Items[i].Name] = &list.Items[i]
-	}
+// loadDeployments reads the records of the app's releases' Deployments.
+func (r *AppReconciler) loadDeployments(_ context.Context, s *appScope) error {
+	s.deployments = r.deployments.ofApp(s.key)
 	return nil
 }
 
@@ -573,7 +565,7 @@ func (r *AppReconciler) releaseDrained(ctx context.Context, s *appScope) (ctrl.R
 			"Routes and subset removed from %s; the release and its Deployment may go", s.key.Name)
 	}
 	for _, name := range p.DeleteDeployments {
-		d := s.deployments[name]
+		d := s.deployments[name].object()
 		if err := r.Delete(ctx, d, client.Preconditions{UID: &d.UID}); client.IgnoreNotFound(err) != nil {
 			errs = append(errs, fmt.Errorf("delete Deployment %s: %w", klog.KObj(d), err))
 			continue
@@ -586,7 +578,7 @@ func (r *AppReconciler) releaseDrained(ctx context.Context, s *appScope) (ctrl.R
 		// Its deletion brings this controller back to drop the finalizer.
 	}
 	for _, name := range p.DeploymentFinalizers {
-		d := s.deployments[name]
+		d := s.deployments[name].object()
 		if err := r.dropFinalizer(ctx, d, "Deployment"); err != nil {
 			errs = append(errs, err)
 			continue

@@ -1,6 +1,7 @@
 package controller_test
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"time"
@@ -245,6 +246,9 @@ var _ = Describe("AppRelease", func() {
 		var writes []string
 		rec := &controller.AppReconciler{Client: writeCounter{Client: cached, writes: &writes}, APIReader: k8s, Recorder: events.NewFakeRecorder(10), Routing: routeOpts,
 			Config: controller.Config{PruneSuperseded: true}}
+		cacheCtx, stop := context.WithCancel(ctx)
+		DeferCleanup(stop)
+		Expect(controller.StartDeploymentCache(cacheCtx, rec, cfg)).To(Succeed())
 		for range 3 {
 			_, err := rec.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKey{Namespace: ns, Name: "shop"}})
 			Expect(err).NotTo(HaveOccurred())

@@ -25,23 +25,49 @@ func TestSlimDeploymentKeepsWhatTheControllersRead(t *testing.T) {
 		Spec: v1alpha1.AppReleaseSpec{App: "shop", Environment: "production", Image: "registry.example.com/shop:v1"}}
 	d := MakeDeployment(rel)
 	d.Generation = 3
-	d.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "switchyard"}}
-	d.Status = appsv1.DeploymentStatus{ObservedGeneration: 3, Replicas: 1, UpdatedReplicas: 1, AvailableReplicas: 1}
-	want := d.DeepCopy()
+	d.Labels["team"] = "checkout"
+	d.Annotations["deployment.kubernetes.io/revision"] = "3"
+	t0 := metav1.NewTime(time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC))
+	later := metav1.NewTime(t0.Add(time.Minute))
+	d.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: releaseFieldManager, Operation: metav1.ManagedFieldsOperationApply, Time: &t0},
+		{Manager: "kubectl-set", Operation: metav1.ManagedFieldsOperationUpdate, Time: &later, FieldsV1: fieldsV1(`{"f:spec":{"f:template":{}}}`)}}
+	d.Status = appsv1.DeploymentStatus{ObservedGeneration: 3, Replicas: 2, UpdatedReplicas: 2, AvailableReplicas: 1,
+		Conditions: []appsv1.DeploymentCondition{
+			{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue, Reason: "MinimumReplicasAvailable", Message: "long"},
+			{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse, Reason: "ProgressDeadlineExceeded", Message: "long"}}}
 	out, err := slimDeployment(d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	slim := out.(*appsv1.Deployment)
-	if len(slim.Spec.Template.Spec.Containers) != 0 || slim.Spec.Selector != nil || slim.ManagedFields != nil {
-		t.Errorf("the cached Deployment keeps its template, selector or managed fields")
+	slim, ok := out.(*deploymentRecord)
+	if !ok {
+		t.Fatalf("the cache keeps a %T, want a *deploymentRecord", out)
 	}
 	// deploymentState is, by definition, all that the app controller reads.
-	if got, exp := stateOf(slim), stateOf(want); got != exp {
-		t.Errorf("the cached Deployment lost what the controllers read: %+v, want %+v", got, exp)
+	want := deploymentState{Owner: "uid-1", Finalized: true, SpecHash: d.Annotations[annotationSpecHash], Generation: 3,
+		ObservedGeneration: 3, Replicas: 1, StatusReplicas: 2, Updated: 2, AvailableReplicas: 1, Available: true, Failed: true}
+	if got := stateOf(slim); got != want {
+		t.Errorf("the cached Deployment lost what the controllers read: %+v, want %+v", got, want)
 	}
-	if !stateOf(slim).rolledOut(MakeDeployment(rel).Annotations[annotationSpecHash]) {
-		t.Errorf("a slim copy of a rolled-out Deployment does not read as rolled out")
+	if !runs(slim, rel) || slim.Labels[LabelRelease] != "shop-v1" || slim.Annotations[annotationEditedBy] != "kubectl-set" {
+		t.Errorf("the record lost its release or its editor: %+v", slim.ObjectMeta)
+	}
+	if slim.Labels["team"] != "" || slim.Annotations["deployment.kubernetes.io/revision"] != "" || slim.ManagedFields != nil {
+		t.Errorf("the record keeps foreign labels, annotations or managed fields: %+v", slim.ObjectMeta)
+	}
+	// client-go may pass an object through its transform twice.
+	if again, _ := slimDeployment(slim); again != slim {
+		t.Errorf("the transform is not idempotent")
+	}
+	copied := slim.DeepCopyObject().(*deploymentRecord)
+	copied.Labels[LabelRelease] = "other"
+	if stateOf(copied) != want || slim.Labels[LabelRelease] != "shop-v1" {
+		t.Errorf("a deep copy differs, or shares its labels")
+	}
+	d.Status.Conditions = nil
+	d.Generation = 4
+	if stateOf(recordOf(d)).rolledOut(d.Annotations[annotationSpecHash]) {
+		t.Errorf("a Deployment whose controller has not seen its generation reads as rolled out")
 	}
 }
 
@@ -114,11 +140,11 @@ func TestReleaseUID(t *testing.T) {
 		{"a Deployment of an earlier release of the same name", current, other, false},
 		{"a Deployment Switchyard did not write", foreign, rel, false},
 	} {
-		if got := runs(tc.d, tc.rel); got != tc.want {
+		if got := runs(recordOf(tc.d), tc.rel); got != tc.want {
 			t.Errorf("%s: runs = %v, want %v", tc.name, got, tc.want)
 		}
 	}
-	if stateOf(before).Owner != "uid-1" {
+	if stateOf(recordOf(before)).Owner != "uid-1" {
 		t.Errorf("a Deployment of the previous version reads as no release's: routing would drop it on upgrade")
 	}
 }

@@ -12,6 +12,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
@@ -200,24 +202,111 @@ type deploymentState struct {
 }
 
 // stateOf reads a Deployment's deploymentState.
-func stateOf(d *appsv1.Deployment) deploymentState {
-	st := deploymentState{
+func stateOf(d *deploymentRecord) deploymentState {
+	return deploymentState{
+		Owner:              releaseUID(d),
 		Deleting:           !d.DeletionTimestamp.IsZero(),
 		Finalized:          slices.Contains(d.Finalizers, Finalizer),
 		SpecHash:           d.Annotations[annotationSpecHash],
 		Generation:         d.Generation,
-		ObservedGeneration: d.Status.ObservedGeneration,
+		ObservedGeneration: d.ObservedGeneration,
+		Replicas:           d.Replicas,
+		StatusReplicas:     d.StatusReplicas,
+		Updated:            d.UpdatedReplicas,
+		AvailableReplicas:  d.AvailableReplicas,
+		Available:          d.Available,
+		Failed:             d.Failed,
+	}
+}
+
+// deploymentRecord is what the manager's cache keeps of a Deployment, in
+// place of the Deployment (recordOf makes it; the cache's transform
+// slimDeployment calls it): its metadata (Switchyard's labels and
+// annotations only, no managedFields; owner references only of a
+// Deployment written before annotationReleaseUID), its replica count and
+// the status deploymentState reads. A typed Deployment is 1,232 bytes
+// before any field is set (its pod template is a value); a record is a
+// third of that, which at 10,000 releases is 15 MB of the operator's heap.
+// It is a client.Object for the cache's event handlers, but not in the
+// scheme: read it through deploymentIndex, and write its Deployment
+// through object().
+type deploymentRecord struct {
+	metav1.ObjectMeta
+	// Replicas is spec.replicas (1 when unset).
+	Replicas int32
+	// ObservedGeneration and the replica counts are the status's.
+	ObservedGeneration                                 int64
+	StatusReplicas, UpdatedReplicas, AvailableReplicas int32
+	// Available: the Available condition is True. Failed: the Progressing
+	// condition is False for ProgressDeadlineExceeded.
+	Available, Failed bool
+}
+
+// GetObjectKind: a record carries no type metadata.
+func (d *deploymentRecord) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
+
+// DeepCopyObject copies the record.
+func (d *deploymentRecord) DeepCopyObject() runtime.Object {
+	c := *d
+	d.ObjectMeta.DeepCopyInto(&c.ObjectMeta)
+	return &c
+}
+
+// object is a Deployment of the record's name, namespace, uid, resource
+// version and finalizers, for a delete, a patch of its finalizers or an
+// event's reference.
+func (d *deploymentRecord) object() *appsv1.Deployment {
+	return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: d.Name, Namespace: d.Namespace, UID: d.UID,
+		ResourceVersion: d.ResourceVersion, Finalizers: slices.Clone(d.Finalizers)}}
+}
+
+// recordOf is a Deployment's record, noting in annotationEditedBy who else
+// changed its spec (from its managedFields, which the record drops).
+func recordOf(d *appsv1.Deployment) *deploymentRecord {
+	r := &deploymentRecord{
+		ObjectMeta: metav1.ObjectMeta{Name: d.Name, Namespace: d.Namespace, UID: d.UID, ResourceVersion: d.ResourceVersion,
+			Generation: d.Generation, CreationTimestamp: d.CreationTimestamp, DeletionTimestamp: d.DeletionTimestamp,
+			Finalizers: d.Finalizers},
 		Replicas:           ptr.Deref(d.Spec.Replicas, 1),
+		ObservedGeneration: d.Status.ObservedGeneration,
 		StatusReplicas:     d.Status.Replicas,
-		Updated:            d.Status.UpdatedReplicas,
+		UpdatedReplicas:    d.Status.UpdatedReplicas,
 		AvailableReplicas:  d.Status.AvailableReplicas,
 	}
-	st.Owner = releaseUID(d)
-	c := deploymentCondition(d, appsv1.DeploymentAvailable)
-	st.Available = c != nil && c.Status == corev1.ConditionTrue
-	c = deploymentCondition(d, appsv1.DeploymentProgressing)
-	st.Failed = c != nil && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded"
-	return st
+	for _, k := range []string{LabelManagedBy, LabelApp, LabelRelease} {
+		if v, ok := d.Labels[k]; ok {
+			if r.Labels == nil {
+				r.Labels = make(map[string]string, 3)
+			}
+			r.Labels[k] = v
+		}
+	}
+	for _, k := range []string{annotationSpecHash, annotationReleaseUID} {
+		if v, ok := d.Annotations[k]; ok {
+			if r.Annotations == nil {
+				r.Annotations = make(map[string]string, 3)
+			}
+			r.Annotations[k] = v
+		}
+	}
+	if who := editedBy(d); who != "" {
+		if r.Annotations == nil {
+			r.Annotations = make(map[string]string, 1)
+		}
+		r.Annotations[annotationEditedBy] = who
+	}
+	if r.Annotations[annotationReleaseUID] == "" {
+		r.OwnerReferences = d.OwnerReferences // releaseUID's fallback
+	}
+	for _, c := range d.Status.Conditions {
+		switch c.Type {
+		case appsv1.DeploymentAvailable:
+			r.Available = c.Status == corev1.ConditionTrue
+		case appsv1.DeploymentProgressing:
+			r.Failed = c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded"
+		}
+	}
+	return r
 }
 
 // available: the Deployment reports Available for its current spec and has a
@@ -235,7 +324,7 @@ func (st deploymentState) podsUp() bool {
 }
 
 // runs tells whether a Deployment is the one Switchyard runs for release rel.
-func runs(d *appsv1.Deployment, rel *v1alpha1.AppRelease) bool {
+func runs(d *deploymentRecord, rel *v1alpha1.AppRelease) bool {
 	return d.Labels[LabelRelease] == rel.Name && releaseUID(d) == rel.UID
 }
 
@@ -243,11 +332,11 @@ func runs(d *appsv1.Deployment, rel *v1alpha1.AppRelease) bool {
 // annotation, or, for a Deployment written before it had one, its controller
 // owner reference (the release controller then applies the annotation, the
 // finalizer and no owner reference). "" for any other Deployment.
-func releaseUID(d *appsv1.Deployment) types.UID {
-	if d.Labels[LabelManagedBy] != ManagedByValue {
+func releaseUID(d metav1.Object) types.UID {
+	if d.GetLabels()[LabelManagedBy] != ManagedByValue {
 		return ""
 	}
-	if uid := d.Annotations[annotationReleaseUID]; uid != "" {
+	if uid := d.GetAnnotations()[annotationReleaseUID]; uid != "" {
 		return types.UID(uid)
 	}
 	if ref := metav1.GetControllerOf(d); ref != nil && ref.Kind == "AppRelease" && ref.APIVersion == v1alpha1.GroupVersion.String() {
@@ -261,15 +350,6 @@ func releaseUID(d *appsv1.Deployment) types.UID {
 func (st deploymentState) rolledOut(wantHash string) bool {
 	return st.SpecHash == wantHash && st.ObservedGeneration >= st.Generation &&
 		st.Updated == st.Replicas && st.StatusReplicas == st.Updated
-}
-
-func deploymentCondition(d *appsv1.Deployment, t appsv1.DeploymentConditionType) *appsv1.DeploymentCondition {
-	for i := range d.Status.Conditions {
-		if d.Status.Conditions[i].Type == t {
-			return &d.Status.Conditions[i]
-		}
-	}
-	return nil
 }
 
 // onlyRestart: the fields are kubectl rollout restart's template annotation

@@ -73,6 +73,9 @@ type Config struct {
 	// latest BurstMaxHold after the first held one, and written together.
 	// 0 paces bursts by MinWriteInterval alone.
 	BurstMaxHold time.Duration
+	// Namespaces are the namespaces watched (--watch-namespaces; all when
+	// empty), for the caches Setup makes itself (CacheOptions takes them too).
+	Namespaces []string
 	// AppConcurrency is how many apps are rebuilt at once (each app by one
 	// worker at a time); 0 means 4. More suits an API server with cores to
 	// spare: one app's slow writes then hold fewer others back.
@@ -107,6 +110,13 @@ func Setup(ctx context.Context, mgr manager.Manager, opts routing.Options, cfg C
 		return fmt.Errorf("index AppReleases: %w", err)
 	}
 	refused := newRefusals()
+	deployments, err := newDeploymentCache(mgr.GetConfig(), mgr.GetHTTPClient(), cfg.Namespaces)
+	if err != nil {
+		return fmt.Errorf("cache Deployments: %w", err)
+	}
+	if err := mgr.Add(deployments); err != nil {
+		return fmt.Errorf("cache Deployments: %w", err)
+	}
 	// Events through bounded recorders, not the manager's (client-go's
 	// broadcaster holds every event for 6 minutes): see package recorder.
 	releaseEvents := recorder.New(mgr.GetClient(), mgr.GetScheme(), "switchyard-release", 0, 0)
@@ -117,11 +127,11 @@ func Setup(ctx context.Context, mgr manager.Manager, opts routing.Options, cfg C
 		}
 	}
 	if err := (&ReleaseReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), refusals: refused,
-		Recorder: releaseEvents}).SetupWithManager(mgr); err != nil {
+		Recorder: releaseEvents, deployments: deployments}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the release controller: %w", err)
 	}
 	app := &AppReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), refusals: refused,
-		Recorder: appEvents, Routing: opts, Config: cfg}
+		Recorder: appEvents, Routing: opts, Config: cfg, deployments: deployments}
 	if err := app.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the app controller: %w", err)
 	}
@@ -138,8 +148,6 @@ func Setup(ctx context.Context, mgr manager.Manager, opts routing.Options, cfg C
 // then needs Roles in those namespaces alone.
 func CacheOptions(namespaces ...string) cache.Options {
 	managed := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedByValue})}
-	deployments := managed
-	deployments.Transform = slimDeployment
 	virtualServices := managed
 	virtualServices.Transform = compactVirtualService
 	var watched map[string]cache.Config
@@ -155,7 +163,6 @@ func CacheOptions(namespaces ...string) cache.Options {
 	return cache.Options{DefaultNamespaces: watched, DefaultTransform: cache.TransformStripManagedFields(), ByObject: map[client.Object]cache.ByObject{
 		&corev1.Namespace{}:             labelled,
 		&v1alpha1.AppRelease{}:          {Transform: withoutTemplate},
-		&appsv1.Deployment{}:            deployments,
 		&corev1.Service{}:               managed,
 		&networkingv1.VirtualService{}:  virtualServices,
 		&networkingv1.DestinationRule{}: managed,
@@ -173,41 +180,14 @@ func namespaceLabelOnly(obj any) (any, error) {
 		Labels: map[string]string{routing.EnvironmentLabel: ns.Labels[routing.EnvironmentLabel]}}}, nil
 }
 
-// slimDeployment keeps of a cached Deployment what the controllers read: its
-// metadata (owner, labels, finalizers, Switchyard's annotations, generation),
-// its replica count and its status (the conditions' type, status and reason), and notes in annotationEditedBy who else
-// changed its spec (read from the managedFields it then drops). The pod template, selector and strategy (half of a
-// Deployment's memory) are dropped: a cached Deployment is compared by
-// annotationSpecHash, never by its template, and written only by server-side
-// apply of a whole desired object.
+// slimDeployment is the cache's transform of a Deployment: its
+// deploymentRecord (what the controllers read of it). Idempotent: client-go
+// may pass an object through its transform twice.
 func slimDeployment(obj any) (any, error) {
-	d, ok := obj.(*appsv1.Deployment)
-	if !ok {
-		return obj, nil
+	if d, ok := obj.(*appsv1.Deployment); ok {
+		return recordOf(d), nil
 	}
-	if who := editedBy(d); who != "" {
-		if d.Annotations == nil {
-			d.Annotations = map[string]string{}
-		}
-		d.Annotations[annotationEditedBy] = who
-	}
-	d.ManagedFields = nil
-	d.Spec = appsv1.DeploymentSpec{Replicas: d.Spec.Replicas}
-	// Of the annotations, only Switchyard's; of the conditions, what
-	// stateOf reads (the deployment controller's messages go).
-	for k := range d.Annotations {
-		if k != annotationSpecHash && k != annotationReleaseUID && k != annotationEditedBy {
-			delete(d.Annotations, k)
-		}
-	}
-	conds := d.Status.Conditions[:0]
-	for _, c := range d.Status.Conditions {
-		if c.Type == appsv1.DeploymentAvailable || c.Type == appsv1.DeploymentProgressing {
-			conds = append(conds, appsv1.DeploymentCondition{Type: c.Type, Status: c.Status, Reason: c.Reason})
-		}
-	}
-	d.Status.Conditions = conds
-	return d, nil
+	return obj, nil
 }
 
 // compactVirtualService is the cache's transform of a VirtualService (see

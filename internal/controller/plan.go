@@ -4,7 +4,6 @@ import (
 	"time"
 
 	networking "istio.io/api/networking/v1alpha3"
-	appsv1 "k8s.io/api/apps/v1"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/switchyard-dev/switchyard/api/v1alpha1"
@@ -83,7 +82,7 @@ type retirement struct {
 // subset (or no live release is left: the objects go with the last one); a
 // Deployment (and its pods) only once no route names its subset and its
 // drain has ended.
-func planRetirement(releases map[string]*v1alpha1.AppRelease, deployments map[string]*appsv1.Deployment, live bool,
+func planRetirement(releases map[string]*v1alpha1.AppRelease, deployments map[string]*deploymentRecord, live bool,
 	routed, defined map[string]bool, drains map[string]time.Time, delay time.Duration, now time.Time) retirement {
 	var out retirement
 	for _, name := range sortedNames(releases) {

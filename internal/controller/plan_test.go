@@ -163,14 +163,14 @@ func TestPlanRetirement(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rs, ds := map[string]*v1alpha1.AppRelease{}, map[string]*appsv1.Deployment{}
+			rs, ds := map[string]*v1alpha1.AppRelease{}, map[string]*deploymentRecord{}
 			live := false
 			for _, r := range tc.releases {
 				rs[r.Name] = r
 				live = live || (r.DeletionTimestamp == nil && r.Status.Phase != v1alpha1.PhaseSuperseded)
 			}
 			for _, d := range tc.deployments {
-				ds[d.Name] = d
+				ds[d.Name] = recordOf(d)
 			}
 			p := planRetirement(rs, ds, live, tc.routed, tc.defined, tc.drains, delay, t0)
 			got := []string{strings.Join(p.ReleaseFinalizers, ","), strings.Join(p.DeleteDeployments, ","),

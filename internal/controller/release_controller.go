@@ -45,6 +45,8 @@ type ReleaseReconciler struct {
 	Recorder  events.EventRecorder
 	// refusals passes what the API server refused to the app controller.
 	refusals *refusals
+	// deployments are the records of Switchyard's Deployments.
+	deployments *deploymentCache
 }
 
 // +kubebuilder:rbac:groups=delivery.switchyard.dev,resources=appreleases,verbs=get;list;watch;patch;delete
@@ -109,18 +111,15 @@ func (r *ReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 // spec, or when someone else changed it since Switchyard's last write.
 func (r *ReleaseReconciler) applyDeployment(ctx context.Context, release *v1alpha1.AppRelease) (ctrl.Result, error) {
 	key := client.ObjectKeyFromObject(release)
-	current := &appsv1.Deployment{}
-	err := r.Get(ctx, key, current)
-	if apierrors.IsNotFound(err) {
+	current := r.deployments.get(key)
+	if current == nil {
 		// The cache holds only Switchyard's Deployments: look for anyone else's.
-		err = r.APIReader.Get(ctx, key, current)
-		if apierrors.IsNotFound(err) {
-			current = nil
-			err = nil
+		other := &appsv1.Deployment{}
+		if err := r.APIReader.Get(ctx, key, other); client.IgnoreNotFound(err) != nil {
+			return ctrl.Result{}, fmt.Errorf("get Deployment %s: %w", key, err)
+		} else if err == nil {
+			current = recordOf(other)
 		}
-	}
-	if err != nil {
-		return ctrl.Result{}, fmt.Errorf("get Deployment %s: %w", key, err)
 	}
 	var editor string
 	switch {
@@ -176,7 +175,7 @@ func (r *ReleaseReconciler) applyDeployment(ctx context.Context, release *v1alph
 		r.noteReverted(current)
 		if gen, _, _ := unstructured.NestedInt64(u.Object, "metadata", "generation"); gen != current.Generation {
 			r.refusals.set(release, nil)
-			r.Recorder.Eventf(release, current, corev1.EventTypeWarning, "DeploymentReverted", "Apply",
+			r.Recorder.Eventf(release, current.object(), corev1.EventTypeWarning, "DeploymentReverted", "Apply",
 				"Deployment %s was changed by %s; put back as the release asks (change the AppRelease instead)", current.Name, editor)
 			ctrl.LoggerFrom(ctx).Info("Put back a Deployment changed by someone else", "deployment", klog.KObj(desired), "editedBy", editor)
 			return ctrl.Result{}, nil
@@ -204,7 +203,7 @@ func driftRefusal(release *v1alpha1.AppRelease, deployment, editor string) *refu
 const conflictRecheck = 15 * time.Second
 
 // alreadyReverted tells whether this edit of d (its generation) was put back already.
-func (r *ReleaseReconciler) alreadyReverted(d *appsv1.Deployment) bool {
+func (r *ReleaseReconciler) alreadyReverted(d *deploymentRecord) bool {
 	r.revertedMu.Lock()
 	defer r.revertedMu.Unlock()
 	gen, ok := r.revertedGen[d.UID]
@@ -212,7 +211,7 @@ func (r *ReleaseReconciler) alreadyReverted(d *appsv1.Deployment) bool {
 }
 
 // noteReverted remembers that the edit of d at its generation was put back.
-func (r *ReleaseReconciler) noteReverted(d *appsv1.Deployment) {
+func (r *ReleaseReconciler) noteReverted(d *deploymentRecord) {
 	r.revertedMu.Lock()
 	defer r.revertedMu.Unlock()
 	if r.revertedGen == nil {
@@ -223,22 +222,25 @@ func (r *ReleaseReconciler) noteReverted(d *appsv1.Deployment) {
 
 // SetupWithManager registers the release controller.
 func (r *ReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("apprelease").
 		For(&v1alpha1.AppRelease{}, builder.WithPredicates(releaseSpecChanged)).
 		// Releases are independent: a burst of pipelines is taken in (the
 		// finalizer, the Deployment) a few at a time, not one by one.
-		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
-		// A Deployment maps to its release by label (it has no owner
-		// reference): its spec changed (a hand edit to put back) or it is gone.
-		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
-			name := o.GetLabels()[LabelRelease]
-			if name == "" {
-				return nil
-			}
-			return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: name}}}
-		}), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Complete(r)
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4})
+	// A Deployment maps to its release by label (it has no owner
+	// reference): its spec changed (a hand edit to put back) or it is gone.
+	toRelease := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		name := o.GetLabels()[LabelRelease]
+		if name == "" {
+			return nil
+		}
+		return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: name}}}
+	})
+	for _, src := range r.deployments.sources(toRelease, predicate.GenerationChangedPredicate{}) {
+		b = b.WatchesRawSource(src)
+	}
+	return b.Complete(r)
 }
 
 // releaseSpecChanged passes the release changes the release controller acts
