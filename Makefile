@@ -76,7 +76,7 @@ test: verify-size verify-gen verify-fmt vet lint test-unit test-chart test-envte
 
 .PHONY: test-unit
 test-unit: ## Unit tests of the pure parts (routing builder), with a short fuzz run.
-	go test ./internal/routing/... ./api/... ./cmd/...
+	go test ./internal/routing/... ./internal/metrics/... ./api/... ./cmd/...
 	go test ./internal/routing/ -run '^$$' -fuzz FuzzDecide -fuzztime 20000x -fuzzminimizetime 200x
 
 .PHONY: test-envtest

@@ -190,7 +190,7 @@ func run() error {
 		LeaderElectionNamespace: f.leaderElectNamespace,
 		// Step down promptly on shutdown, so the next leader takes over at once.
 		LeaderElectionReleaseOnCancel: true,
-		Cache:                         controller.CacheOptions(f.watchNamespaces...),
+		Cache:                         controller.CacheOptions(f.config()),
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
@@ -230,5 +230,12 @@ func metricsOptions(f *flags) metricsserver.Options {
 
 // setup registers the indexes and both controllers.
 func setup(ctx context.Context, mgr ctrl.Manager, f *flags) error {
-	return controller.Setup(ctx, mgr, f.routing, controller.Config{Namespaces: f.watchNamespaces, PruneSuperseded: f.pruneSuperseded, SupersededGrace: f.supersededGrace, MinWriteInterval: f.minWriteInterval, BurstMaxHold: f.burstMaxHold, DrainDelay: f.drainDelay, AppConcurrency: f.appConcurrency})
+	return controller.Setup(ctx, mgr, f.routing, f.config())
+}
+
+// config is the controllers' Config from the flags: the manager's cache
+// and the controllers' take the watched namespaces from this one place.
+func (f *flags) config() controller.Config {
+	return controller.Config{Namespaces: f.watchNamespaces, PruneSuperseded: f.pruneSuperseded, SupersededGrace: f.supersededGrace,
+		MinWriteInterval: f.minWriteInterval, BurstMaxHold: f.burstMaxHold, DrainDelay: f.drainDelay, AppConcurrency: f.appConcurrency}
 }

@@ -1,7 +1,9 @@
 package controller
 
 import (
+	"context"
 	"encoding/json"
+	"net/http"
 	"reflect"
 	"strconv"
 	"testing"
@@ -13,7 +15,11 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/switchyard-dev/switchyard/api/v1alpha1"
 	"github.com/switchyard-dev/switchyard/internal/metrics"
@@ -228,5 +234,37 @@ func TestCachedVirtualServiceComparesByTheWholeSpec(t *testing.T) {
 	}
 	if b, a := proto.Size(spec), proto.Size(&vs.Spec); a*3 > b {
 		t.Errorf("the cached spec is %d bytes encoded, the whole %d: not compact", a, b)
+	}
+}
+
+func TestControllersWaitForTheDeploymentCache(t *testing.T) {
+	// An API server that never answers: the informers never list.
+	cfg := &rest.Config{Host: "https://127.0.0.1:1"}
+	c, err := newDeploymentCache(cfg, http.DefaultClient, []string{"shop", "pay"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = c.Start(ctx) }()
+	srcs := c.sources(&handler.EnqueueRequestForObject{})
+	if len(srcs) != 2 {
+		t.Fatalf("%d sources for 2 namespaces", len(srcs))
+	}
+	for _, src := range srcs {
+		syncing, ok := src.(source.SyncingSource)
+		if !ok {
+			t.Fatalf("%T does not make a controller wait for the Deployments' list: its first rebuilds would find none and unroute every release", src)
+		}
+		// A controller gives its sources CacheSyncTimeout; here a short one.
+		waitCtx, stop := context.WithTimeout(ctx, 200*time.Millisecond)
+		err := syncing.WaitForSync(waitCtx)
+		stop()
+		if err == nil {
+			t.Fatalf("WaitForSync returned without a list")
+		}
+	}
+	if c.get(types.NamespacedName{Namespace: "shop", Name: "shop-v1"}) != nil || len(c.ofApp(types.NamespacedName{Namespace: "other", Name: "shop"})) != 0 {
+		t.Fatalf("records from nowhere")
 	}
 }

@@ -219,16 +219,16 @@ func stateOf(d *deploymentRecord) deploymentState {
 	}
 }
 
-// deploymentRecord is what the manager's cache keeps of a Deployment, in
-// place of the Deployment (recordOf makes it; the cache's transform
-// slimDeployment calls it): its metadata (Switchyard's labels and
+// deploymentRecord is what the operator's Deployment cache
+// (deploymentCache) keeps of a Deployment, in place of the Deployment
+// (recordOf makes it; the informers' transform slimDeployment calls it): its metadata (Switchyard's labels and
 // annotations only, no managedFields; owner references only of a
 // Deployment written before annotationReleaseUID), its replica count and
 // the status deploymentState reads. A typed Deployment is 1,232 bytes
 // before any field is set (its pod template is a value); a record is a
 // third of that, which at 10,000 releases is 15 MB of the operator's heap.
 // It is a client.Object for the cache's event handlers, but not in the
-// scheme: read it through deploymentIndex, and write its Deployment
+// scheme: read it through deploymentCache, and write its Deployment
 // through object().
 type deploymentRecord struct {
 	metav1.ObjectMeta
@@ -248,7 +248,7 @@ func (d *deploymentRecord) GetObjectKind() schema.ObjectKind { return schema.Emp
 // DeepCopyObject copies the record.
 func (d *deploymentRecord) DeepCopyObject() runtime.Object {
 	c := *d
-	d.ObjectMeta.DeepCopyInto(&c.ObjectMeta)
+	d.DeepCopyInto(&c.ObjectMeta)
 	return &c
 }
 

@@ -28,8 +28,8 @@ const byAppIndex = "switchyard.dev/app"
 // Deployment, 1,232 bytes before any field), and its multi-namespace form
 // hides its indexers. One client-go informer per watched namespace (one for
 // all namespaces without --watch-namespaces), each indexed by app. It is a
-// manager Runnable; controllers watch it through sources(), which wait for
-// its initial lists.
+// manager Runnable; controllers watch it through sources(), which make them
+// wait for its initial lists.
 type deploymentCache struct {
 	informers map[string]toolscache.SharedIndexInformer // by namespace; "" for all
 }
@@ -136,7 +136,11 @@ func (c *deploymentCache) ofApp(app client.ObjectKey) map[string]*deploymentReco
 }
 
 // sources are the controller sources of the cache's informers, each
-// mapping records with h after preds.
+// mapping records with h after preds. Each is a source.SyncingSource: a
+// controller starts no worker before every informer has listed its
+// Deployments (a rebuild that read none would unroute every release), and
+// fails to start, as with the manager's cache, when one does not list
+// within its CacheSyncTimeout.
 func (c *deploymentCache) sources(h handler.EventHandler, preds ...predicate.Predicate) []source.Source {
 	namespaces := make([]string, 0, len(c.informers))
 	for ns := range c.informers {
@@ -145,7 +149,25 @@ func (c *deploymentCache) sources(h handler.EventHandler, preds ...predicate.Pre
 	slices.Sort(namespaces)
 	out := make([]source.Source, 0, len(namespaces))
 	for _, ns := range namespaces {
-		out = append(out, &source.Informer{Informer: c.informers[ns], Handler: h, Predicates: preds})
+		inf := c.informers[ns]
+		out = append(out, syncingInformer{Source: &source.Informer{Informer: inf, Handler: h, Predicates: preds}, informer: inf})
 	}
 	return out
+}
+
+// syncingInformer is a source.Informer that also waits for its informer's
+// initial list (controller-runtime's waits for nothing).
+type syncingInformer struct {
+	source.Source
+	informer toolscache.SharedIndexInformer
+}
+
+var _ source.SyncingSource = syncingInformer{}
+
+// WaitForSync returns once the informer has listed, or ctx's error.
+func (s syncingInformer) WaitForSync(ctx context.Context) error {
+	if !toolscache.WaitForCacheSync(ctx.Done(), s.informer.HasSynced) {
+		return fmt.Errorf("the Deployment informer did not list its Deployments: %w", ctx.Err())
+	}
+	return nil
 }

@@ -144,9 +144,11 @@ func Setup(ctx context.Context, mgr manager.Manager, opts routing.Options, cfg C
 // manages, not with the cluster or with what authors write. Cached copies carry no managedFields
 // (the operator writes by server-side apply and patches, never from a cached
 // copy's field ownership): a third or more of every object's size.
-// With namespaces, it holds only theirs (--watch-namespaces): the operator
-// then needs Roles in those namespaces alone.
-func CacheOptions(namespaces ...string) cache.Options {
+// With cfg.Namespaces, it holds only theirs (--watch-namespaces), as does
+// the Deployment cache Setup makes from the same Config: the operator then
+// needs Roles in those namespaces alone.
+func CacheOptions(cfg Config) cache.Options {
+	namespaces := cfg.Namespaces
 	managed := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedByValue})}
 	virtualServices := managed
 	virtualServices.Transform = compactVirtualService

@@ -83,7 +83,7 @@ var _ = BeforeSuite(func() {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:  scheme,
 		Metrics: metricsserver.Options{BindAddress: "0"},
-		Cache:   controller.CacheOptions(),
+		Cache:   controller.CacheOptions(operatorConfig),
 	})
 	Expect(err).NotTo(HaveOccurred())
 	Expect(controller.Setup(ctx, mgr, routeOpts, operatorConfig)).To(Succeed())

@@ -2,7 +2,10 @@ package metrics
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -53,17 +56,21 @@ func Authorized(config *rest.Config, httpClient *http.Client) (metricsserver.Fil
 		return nil, fmt.Errorf("access review client: %w", err)
 	}
 	a := &reviewer{tokens: authn.TokenReviews(), access: authz.SubjectAccessReviews(),
-		identities: answers[authenticationv1.UserInfo]{}, decisions: answers[bool]{}}
+		identities: answers[authenticationv1.UserInfo]{}, rejected: answers[bool]{}, decisions: answers[bool]{}}
+	if _, err := rand.Read(a.salt[:]); err != nil {
+		return nil, err
+	}
 	return func(log logr.Logger, next http.Handler) (http.Handler, error) {
 		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			ctx, cancel := context.WithTimeout(req.Context(), reviewTimeout)
 			defer cancel()
-			token, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
-			if !ok || strings.TrimSpace(token) == "" {
+			scheme, token, _ := strings.Cut(strings.TrimSpace(req.Header.Get("Authorization")), " ")
+			token = strings.TrimSpace(token)
+			if !strings.EqualFold(scheme, "Bearer") || token == "" {
 				http.Error(w, "Unauthorized", http.StatusUnauthorized)
 				return
 			}
-			user, ok, err := a.authenticate(ctx, strings.TrimSpace(token))
+			user, ok, err := a.authenticate(ctx, token)
 			if err != nil {
 				log.Error(err, "Token review failed")
 				http.Error(w, "Authentication failed", http.StatusInternalServerError)
@@ -83,62 +90,86 @@ func Authorized(config *rest.Config, httpClient *http.Client) (metricsserver.Fil
 				http.Error(w, "Authorization denied for user "+user.Username, http.StatusForbidden)
 				return
 			}
+			req.Header.Del("Authorization")
 			next.ServeHTTP(w, req)
 		}), nil
 	}, nil
 }
 
 // reviewer asks the API server who a token is and what it may do, and
-// remembers the answers for their lifetimes.
+// remembers the answers for their lifetimes. Valid tokens and rejected ones
+// are remembered apart, so a flood of junk tokens never pushes out
+// Prometheus's identity.
 type reviewer struct {
 	tokens     authenticationclient.TokenReviewInterface
 	access     authorizationclient.SubjectAccessReviewInterface
+	salt       [32]byte // keys tokens by HMAC, never by the token
 	mu         sync.Mutex
-	identities answers[authenticationv1.UserInfo] // by the token's SHA-256; a zero Username: not authenticated
-	decisions  answers[bool]                      // by user, groups, verb and path
+	identities answers[authenticationv1.UserInfo] // valid tokens' users
+	rejected   answers[bool]                      // tokens the API server said are not valid
+	decisions  answers[bool]                      // by the SubjectAccessReview's spec
 }
 
 // authenticate returns the token's user, or false when the API server says
-// the token is not valid. Errors: the TokenReview failed.
+// the token is not valid. An answer with an error (the API server could not
+// tell) is not remembered. Errors: the TokenReview failed.
 func (a *reviewer) authenticate(ctx context.Context, token string) (authenticationv1.UserInfo, bool, error) {
-	key := fmt.Sprintf("%x", sha256.Sum256([]byte(token)))
+	mac := hmac.New(sha256.New, a.salt[:])
+	mac.Write([]byte(token))
+	key := string(mac.Sum(nil))
 	a.mu.Lock()
-	user, found := a.identities.get(key)
+	user, valid := a.identities.get(key)
+	_, invalid := a.rejected.get(key)
 	a.mu.Unlock()
-	if !found {
-		review, err := a.tokens.Create(ctx, &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: token}},
-			metav1.CreateOptions{})
-		if err != nil {
-			return user, false, err
-		}
-		if review.Status.Authenticated {
-			user = review.Status.User
-		}
+	switch {
+	case valid:
+		return user, true, nil
+	case invalid:
+		return user, false, nil
+	}
+	review, err := a.tokens.Create(ctx, &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: token}},
+		metav1.CreateOptions{})
+	if err != nil {
+		return user, false, err
+	}
+	if review.Status.Authenticated && review.Status.User.Username != "" {
 		a.mu.Lock()
-		a.identities.put(key, user, tokenTTL)
+		a.identities.put(key, review.Status.User, tokenTTL)
+		a.mu.Unlock()
+		return review.Status.User, true, nil
+	}
+	if review.Status.Error == "" {
+		a.mu.Lock()
+		a.rejected.put(key, true, tokenTTL)
 		a.mu.Unlock()
 	}
-	return user, user.Username != "", nil
+	return user, false, nil
 }
 
 // authorize tells whether user may verb the non-resource URL path.
 // Errors: the SubjectAccessReview failed.
 func (a *reviewer) authorize(ctx context.Context, user authenticationv1.UserInfo, verb, path string) (bool, error) {
-	key := strings.Join([]string{user.Username, user.UID, strings.Join(user.Groups, ","), verb, path}, "\x00")
+	extra := make(map[string]authorizationv1.ExtraValue, len(user.Extra))
+	for k, v := range user.Extra {
+		extra[k] = authorizationv1.ExtraValue(v)
+	}
+	spec := authorizationv1.SubjectAccessReviewSpec{User: user.Username, UID: user.UID, Groups: user.Groups, Extra: extra,
+		NonResourceAttributes: &authorizationv1.NonResourceAttributes{Path: path, Verb: verb}}
+	// The whole spec is the key, as the API server's webhook authorizer
+	// keys its cache: an authorizer may decide on any of it.
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return false, err
+	}
+	sum := sha256.Sum256(b)
+	key := string(sum[:])
 	a.mu.Lock()
 	allowed, found := a.decisions.get(key)
 	a.mu.Unlock()
 	if found {
 		return allowed, nil
 	}
-	extra := make(map[string]authorizationv1.ExtraValue, len(user.Extra))
-	for k, v := range user.Extra {
-		extra[k] = authorizationv1.ExtraValue(v)
-	}
-	review, err := a.access.Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-		User: user.Username, UID: user.UID, Groups: user.Groups, Extra: extra,
-		NonResourceAttributes: &authorizationv1.NonResourceAttributes{Path: path, Verb: verb},
-	}}, metav1.CreateOptions{})
+	review, err := a.access.Create(ctx, &authorizationv1.SubjectAccessReview{Spec: spec}, metav1.CreateOptions{})
 	if err != nil {
 		return false, err
 	}
@@ -147,9 +178,11 @@ func (a *reviewer) authorize(ctx context.Context, user authenticationv1.UserInfo
 	if allowed {
 		ttl = allowTTL
 	}
-	a.mu.Lock()
-	a.decisions.put(key, allowed, ttl)
-	a.mu.Unlock()
+	if review.Status.EvaluationError == "" || allowed {
+		a.mu.Lock()
+		a.decisions.put(key, allowed, ttl)
+		a.mu.Unlock()
+	}
 	return allowed, nil
 }
 
@@ -172,19 +205,22 @@ func (c answers[T]) get(key string) (T, bool) {
 	return e.value, true
 }
 
-// put remembers value for ttl; a full cache first drops what has expired
-// and, if still full, everything.
+// put remembers value for ttl. A full cache first drops what has expired
+// and, if still full, the answer that expires first.
 func (c answers[T]) put(key string, value T, ttl time.Duration) {
-	if len(c) >= maxAnswers {
-		now := time.Now()
+	now := time.Now()
+	if _, ok := c[key]; !ok && len(c) >= maxAnswers {
+		first := ""
 		for k, e := range c {
 			if now.After(e.expires) {
 				delete(c, k)
+			} else if first == "" || e.expires.Before(c[first].expires) {
+				first = k
 			}
 		}
 		if len(c) >= maxAnswers {
-			clear(c)
+			delete(c, first)
 		}
 	}
-	c[key] = answer[T]{value: value, expires: time.Now().Add(ttl)}
+	c[key] = answer[T]{value: value, expires: now.Add(ttl)}
 }

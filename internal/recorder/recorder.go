@@ -5,11 +5,14 @@
 // minutes (its series cache is a map cleaned every 6 minutes) and starts a
 // goroutine per event: after a burst over 10,000 AppReleases it held about
 // 30 MB, more than the operator's cache of those releases. This Recorder
-// keeps client-go's behaviour (same event names and fields; an event that
-// repeats one sent in the last 6 minutes, equal but for its note, becomes a
-// series: the first event's count and last-observed time are patched, as
-// client-go's isomorphic events are) with a bounded queue and a bounded
-// series cache that remembers a key's digest, not the event.
+// keeps client-go's event names and fields, and its series: an event that
+// repeats one sent in the last 6 minutes, equal but for its note (the same
+// object at the same resource version, reason, action and type), counts in
+// the first event's series. Unlike client-go, which patches a series' count
+// once and then every 6 to 30 minutes, each repeat patches it at once
+// (repeats are rare: the key holds the object's resource version). The queue
+// and the series cache are bounded, and the cache remembers a key's digest,
+// not the event.
 package recorder
 
 import (
@@ -17,10 +20,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -28,6 +33,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/tools/reference"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -47,6 +53,11 @@ const (
 	DefaultSeries = 4096
 	// maxNoteBytes is events.k8s.io/v1's limit on a note.
 	maxNoteBytes = 1024
+	// writeTries bounds the attempts of one write, retryDelay (±50%) apart.
+	writeTries = 3
+	retryDelay = 500 * time.Millisecond
+	// drainTimeout bounds the writing of queued events once stopped.
+	drainTimeout = 2 * time.Second
 )
 
 // Recorder is an events.EventRecorder whose memory is bounded by its queue
@@ -107,9 +118,19 @@ func (r *Recorder) Eventf(regarding, related runtime.Object, eventtype, reason, 
 	if related != nil {
 		rel, _ = reference.GetReference(r.scheme, related)
 	}
+	if eventtype != corev1.EventTypeNormal && eventtype != corev1.EventTypeWarning {
+		log.Error(nil, "Unsupported event type; event dropped", "type", eventtype, "reason", reason)
+		return
+	}
 	msg := fmt.Sprintf(note, args...)
 	if len(msg) > maxNoteBytes {
-		msg = msg[:maxNoteBytes-3] + "..."
+		// Cut at a character's start: a split one would be encoded as
+		// replacement characters, longer than the limit.
+		cut := maxNoteBytes - len("...")
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut] + "..."
 	}
 	now := r.now()
 	ns := ref.Namespace
@@ -131,12 +152,26 @@ func (r *Recorder) Eventf(regarding, related runtime.Object, eventtype, reason, 
 	}
 }
 
-// Start writes queued events until ctx ends.
+// Start writes queued events until ctx ends, then for at most
+// drainTimeout those still queued (the controllers stop after the
+// recorders, so their last events would otherwise be lost).
 func (r *Recorder) Start(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			drain, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
+			defer cancel()
+			for {
+				select {
+				case ev := <-r.queue:
+					r.write(drain, ev)
+				default:
+					return nil
+				}
+				if drain.Err() != nil {
+					return nil
+				}
+			}
 		case ev := <-r.queue:
 			r.write(ctx, ev)
 		}
@@ -147,28 +182,69 @@ func (r *Recorder) Start(ctx context.Context) error {
 func (r *Recorder) NeedLeaderElection() bool { return false }
 
 // write creates ev, or, when it repeats an event of the last SeriesWindow,
-// patches that Event's series. A write the API server refuses is logged
-// and dropped; a patch of an Event gone (expired by the API server's TTL)
-// creates a new one.
+// patches that Event's series; a patch of an Event gone (expired by the API
+// server's TTL) creates it anew with its series. A write that fails for the
+// transport or a busy API server is tried up to writeTries times; one the
+// API server refuses is logged and dropped, and its series forgotten.
 func (r *Recorder) write(ctx context.Context, ev *eventsv1.Event) {
 	log := ctrl.Log.WithName("events")
 	key := keyOf(ev)
 	if ns, name, count, ok := r.observe(key, ev); ok {
-		patch, _ := json.Marshal(map[string]any{"series": eventsv1.EventSeries{Count: count,
-			LastObservedTime: metav1.MicroTime{Time: ev.EventTime.Time}}})
+		series := &eventsv1.EventSeries{Count: count, LastObservedTime: metav1.MicroTime{Time: ev.EventTime.Time}}
+		patch, _ := json.Marshal(map[string]any{"series": series})
 		target := &eventsv1.Event{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
-		err := r.client.Patch(ctx, target, client.RawPatch(types.MergePatchType, patch))
+		err := retry(ctx, func() error { return r.client.Patch(ctx, target, client.RawPatch(types.MergePatchType, patch)) })
 		if err == nil {
 			return
 		}
 		if !apierrors.IsNotFound(err) {
-			log.V(1).Info("Event series not updated", "event", name, "error", err.Error())
+			log.Info("Event series not updated", "event", name, "error", err.Error())
 			return
 		}
 		r.remember(key, ev)
+		ev.Series = series
 	}
-	if err := r.client.Create(ctx, ev); err != nil {
-		log.V(1).Info("Event not written", "reason", ev.Reason, "error", err.Error())
+	if err := retry(ctx, func() error { return r.client.Create(ctx, ev) }); err != nil {
+		r.forget(key)
+		log.Info("Event not written", "object", ev.Regarding.Name, "reason", ev.Reason, "error", err.Error())
+	}
+}
+
+// retry calls write until it succeeds, fails for good (the API server
+// refused it), writeTries have failed, or ctx ends.
+func retry(ctx context.Context, write func() error) error {
+	var err error
+	for try := 1; ; try++ {
+		err = write()
+		if err == nil || try == writeTries || !transient(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait.Jitter(retryDelay, 0.5)):
+		}
+	}
+}
+
+// transient: the write may succeed if tried again (no answer, a timeout, a
+// busy or failing API server), as client-go's event sink judges it.
+func transient(err error) bool {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		return true
+	}
+	return apierrors.IsTooManyRequests(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) ||
+		apierrors.IsInternalError(err) || apierrors.IsServiceUnavailable(err)
+}
+
+// forget drops the series of key.
+func (r *Recorder) forget(key [32]byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if el, ok := r.series[key]; ok {
+		r.lru.Remove(el)
+		delete(r.series, key)
 	}
 }
 

@@ -5,8 +5,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -166,5 +168,18 @@ func TestAFullQueueDropsRatherThanBlocks(t *testing.T) {
 	slices.Sort(reasons)
 	if !slices.Equal(reasons, []string{"A", "D"}) {
 		t.Fatalf("events written: %v, want the one queued (A) and the marker (D)", reasons)
+	}
+}
+
+func TestALongNoteIsCutToALegalOne(t *testing.T) {
+	r := recorder.New(k8s, clientgoscheme.Scheme, "switchyard-test", 0, 0)
+	ctx := start(t, r)
+	cm := subject(t, ctx, "shop-v4")
+	// Two-byte characters: a cut at an odd byte (the limit less "...")
+	// splits one, which JSON would encode longer than the limit.
+	r.Eventf(cm, nil, corev1.EventTypeNormal, "Long", "Route", "%s", strings.Repeat("é", 600))
+	ev := eventsOf(t, ctx, cm.Namespace, 1)[0]
+	if len(ev.Note) > 1024 || !utf8.ValidString(ev.Note) || !strings.HasSuffix(ev.Note, "é...") {
+		t.Fatalf("note of %d bytes, valid UTF-8 %v: %q", len(ev.Note), utf8.ValidString(ev.Note), ev.Note[len(ev.Note)-8:])
 	}
 }
