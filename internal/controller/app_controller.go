@@ -490,7 +490,10 @@ func (r *AppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(allApps(mgr.GetClient())),
 			builder.WithPredicates(namespaceEnvironmentChanged)).
 		WatchesRawSource(source.Channel(r.refusals.changed, releaseToApps))
-	for _, src := range r.deployments.sources(byApp, deploymentChanged) {
+	appOf := func(d *deploymentRecord) (client.ObjectKey, bool) {
+		return client.ObjectKey{Namespace: d.Namespace, Name: d.App}, d.App != ""
+	}
+	for _, src := range r.deployments.sources(appOf, deploymentChanged) {
 		b = b.WatchesRawSource(src)
 	}
 	return b.Complete(r)

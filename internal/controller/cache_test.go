@@ -18,7 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/switchyard-dev/switchyard/api/v1alpha1"
@@ -55,20 +55,20 @@ func TestSlimDeploymentKeepsWhatTheControllersRead(t *testing.T) {
 	if got := stateOf(slim); got != want {
 		t.Errorf("the cached Deployment lost what the controllers read: %+v, want %+v", got, want)
 	}
-	if !runs(slim, rel) || slim.Labels[LabelRelease] != "shop-v1" || slim.Annotations[annotationEditedBy] != "kubectl-set" {
-		t.Errorf("the record lost its release or its editor: %+v", slim.ObjectMeta)
+	if !runs(slim, rel) || slim.App != "shop" || slim.Release != "shop-v1" || slim.EditedBy != "kubectl-set" {
+		t.Errorf("the record lost its app, release or editor: %+v", slim)
 	}
-	if slim.Labels["team"] != "" || slim.Annotations["deployment.kubernetes.io/revision"] != "" || slim.ManagedFields != nil {
-		t.Errorf("the record keeps foreign labels, annotations or managed fields: %+v", slim.ObjectMeta)
+	if slim.Labels != nil || slim.Annotations != nil || slim.ManagedFields != nil || slim.OwnerReferences != nil {
+		t.Errorf("the record keeps labels, annotations, managed fields or owner references: %+v", slim.ObjectMeta)
 	}
 	// client-go may pass an object through its transform twice.
 	if again, _ := slimDeployment(slim); again != slim {
 		t.Errorf("the transform is not idempotent")
 	}
 	copied := slim.DeepCopyObject().(*deploymentRecord)
-	copied.Labels[LabelRelease] = "other"
-	if stateOf(copied) != want || slim.Labels[LabelRelease] != "shop-v1" {
-		t.Errorf("a deep copy differs, or shares its labels")
+	copied.Finalizers[0] = "other"
+	if stateOf(slim) != want || copied.Release != "shop-v1" {
+		t.Errorf("a deep copy differs, or shares its finalizers")
 	}
 	d.Status.Conditions = nil
 	d.Generation = 4
@@ -247,7 +247,7 @@ func TestControllersWaitForTheDeploymentCache(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { _ = c.Start(ctx) }()
-	srcs := c.sources(&handler.EnqueueRequestForObject{})
+	srcs := c.sources(func(d *deploymentRecord) (client.ObjectKey, bool) { return client.ObjectKeyFromObject(d), true })
 	if len(srcs) != 2 {
 		t.Fatalf("%d sources for 2 namespaces", len(srcs))
 	}

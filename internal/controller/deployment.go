@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unique"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -35,11 +36,6 @@ const (
 	// reference: a foreground delete of the release would make the garbage
 	// collector cascade to the pods at once, while they still take traffic.)
 	annotationReleaseUID = "switchyard.dev/release-uid"
-	// annotationEditedBy is set by the cache (never written to the API server)
-	// on a Deployment whose spec another field manager changed after
-	// Switchyard's last apply (kubectl set image, kubectl scale, an edit): the
-	// release controller puts it back.
-	annotationEditedBy = "switchyard.dev/edited-by"
 	// annotationCachedSpecHash is set by the cache (never written) on a
 	// VirtualService whose spec it compacted (compactVirtualService): the
 	// whole spec's routing.SpecHash, so an unchanged one is never written
@@ -204,10 +200,10 @@ type deploymentState struct {
 // stateOf reads a Deployment's deploymentState.
 func stateOf(d *deploymentRecord) deploymentState {
 	return deploymentState{
-		Owner:              releaseUID(d),
+		Owner:              d.Owner,
 		Deleting:           !d.DeletionTimestamp.IsZero(),
 		Finalized:          slices.Contains(d.Finalizers, Finalizer),
-		SpecHash:           d.Annotations[annotationSpecHash],
+		SpecHash:           d.SpecHash,
 		Generation:         d.Generation,
 		ObservedGeneration: d.ObservedGeneration,
 		Replicas:           d.Replicas,
@@ -221,17 +217,26 @@ func stateOf(d *deploymentRecord) deploymentState {
 
 // deploymentRecord is what the operator's Deployment cache
 // (deploymentCache) keeps of a Deployment, in place of the Deployment
-// (recordOf makes it; the informers' transform slimDeployment calls it): its metadata (Switchyard's labels and
-// annotations only, no managedFields; owner references only of a
-// Deployment written before annotationReleaseUID), its replica count and
-// the status deploymentState reads. A typed Deployment is 1,232 bytes
-// before any field is set (its pod template is a value); a record is a
-// third of that, which at 10,000 releases is 15 MB of the operator's heap.
-// It is a client.Object for the cache's event handlers, but not in the
-// scheme: read it through deploymentCache, and write its Deployment
-// through object().
+// (recordOf makes it; the informers' transform slimDeployment calls it):
+// its name, namespace, uid, resource version, generation, deletion and
+// finalizers, what Switchyard's labels and annotations say, its replica
+// count and the status deploymentState reads; no maps (a small Go map is
+// some 300 bytes). A typed Deployment is 1,232 bytes before any field is
+// set (its pod template is a value); a record is about 500 bytes with its
+// strings, which at 10,000 releases is 20 MB less of the operator's heap.
+// It is a client.Object for the informers' event handlers (without labels
+// or annotations: map it by its fields), but not in the scheme: read it
+// through deploymentCache, and write its Deployment through object().
 type deploymentRecord struct {
 	metav1.ObjectMeta
+	// App and Release are its LabelApp and LabelRelease labels.
+	App, Release string
+	// Owner is the uid of the AppRelease it runs (releaseUID); "" for a
+	// Deployment that is no release's.
+	Owner types.UID
+	// SpecHash is its annotationSpecHash; EditedBy who else changed its
+	// spec since Switchyard's last apply (editedBy, from managedFields).
+	SpecHash, EditedBy string
 	// Replicas is spec.replicas (1 when unset).
 	Replicas int32
 	// ObservedGeneration and the replica counts are the status's.
@@ -260,43 +265,33 @@ func (d *deploymentRecord) object() *appsv1.Deployment {
 		ResourceVersion: d.ResourceVersion, Finalizers: slices.Clone(d.Finalizers)}}
 }
 
-// recordOf is a Deployment's record, noting in annotationEditedBy who else
-// changed its spec (from its managedFields, which the record drops).
+// ourFinalizers is the finalizers of a Deployment that carries
+// Switchyard's alone, shared by the records of all such (never changed).
+var ourFinalizers = []string{Finalizer}
+
+// recordOf is a Deployment's record. Strings every record of a namespace or
+// an app repeats are interned (unique.Make).
 func recordOf(d *appsv1.Deployment) *deploymentRecord {
 	r := &deploymentRecord{
-		ObjectMeta: metav1.ObjectMeta{Name: d.Name, Namespace: d.Namespace, UID: d.UID, ResourceVersion: d.ResourceVersion,
-			Generation: d.Generation, CreationTimestamp: d.CreationTimestamp, DeletionTimestamp: d.DeletionTimestamp,
+		ObjectMeta: metav1.ObjectMeta{Name: d.Name, Namespace: unique.Make(d.Namespace).Value(), UID: d.UID,
+			ResourceVersion: d.ResourceVersion, Generation: d.Generation, DeletionTimestamp: d.DeletionTimestamp,
 			Finalizers: d.Finalizers},
+		App:                unique.Make(d.Labels[LabelApp]).Value(),
+		Release:            d.Labels[LabelRelease],
+		Owner:              releaseUID(d),
+		SpecHash:           d.Annotations[annotationSpecHash],
+		EditedBy:           editedBy(d),
 		Replicas:           ptr.Deref(d.Spec.Replicas, 1),
 		ObservedGeneration: d.Status.ObservedGeneration,
 		StatusReplicas:     d.Status.Replicas,
 		UpdatedReplicas:    d.Status.UpdatedReplicas,
 		AvailableReplicas:  d.Status.AvailableReplicas,
 	}
-	for _, k := range []string{LabelManagedBy, LabelApp, LabelRelease} {
-		if v, ok := d.Labels[k]; ok {
-			if r.Labels == nil {
-				r.Labels = make(map[string]string, 3)
-			}
-			r.Labels[k] = v
-		}
+	if r.Release == r.Name {
+		r.Release = r.Name // one string, not two
 	}
-	for _, k := range []string{annotationSpecHash, annotationReleaseUID} {
-		if v, ok := d.Annotations[k]; ok {
-			if r.Annotations == nil {
-				r.Annotations = make(map[string]string, 3)
-			}
-			r.Annotations[k] = v
-		}
-	}
-	if who := editedBy(d); who != "" {
-		if r.Annotations == nil {
-			r.Annotations = make(map[string]string, 1)
-		}
-		r.Annotations[annotationEditedBy] = who
-	}
-	if r.Annotations[annotationReleaseUID] == "" {
-		r.OwnerReferences = d.OwnerReferences // releaseUID's fallback
+	if slices.Equal(r.Finalizers, ourFinalizers) {
+		r.Finalizers = ourFinalizers
 	}
 	for _, c := range d.Status.Conditions {
 		switch c.Type {
@@ -325,18 +320,18 @@ func (st deploymentState) podsUp() bool {
 
 // runs tells whether a Deployment is the one Switchyard runs for release rel.
 func runs(d *deploymentRecord, rel *v1alpha1.AppRelease) bool {
-	return d.Labels[LabelRelease] == rel.Name && releaseUID(d) == rel.UID
+	return d.Release == rel.Name && d.Owner != "" && d.Owner == rel.UID
 }
 
 // releaseUID is the uid of the AppRelease a Switchyard Deployment runs: its
 // annotation, or, for a Deployment written before it had one, its controller
 // owner reference (the release controller then applies the annotation, the
 // finalizer and no owner reference). "" for any other Deployment.
-func releaseUID(d metav1.Object) types.UID {
-	if d.GetLabels()[LabelManagedBy] != ManagedByValue {
+func releaseUID(d *appsv1.Deployment) types.UID {
+	if d.Labels[LabelManagedBy] != ManagedByValue {
 		return ""
 	}
-	if uid := d.GetAnnotations()[annotationReleaseUID]; uid != "" {
+	if uid := d.Annotations[annotationReleaseUID]; uid != "" {
 		return types.UID(uid)
 	}
 	if ref := metav1.GetControllerOf(d); ref != nil && ref.Kind == "AppRelease" && ref.APIVersion == v1alpha1.GroupVersion.String() {

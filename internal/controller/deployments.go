@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 )
 
@@ -75,10 +76,10 @@ func newDeploymentCache(cfg *rest.Config, httpClient *http.Client, namespaces []
 // appOfRecord is the byAppIndex of a record: "namespace/app".
 func appOfRecord(obj any) ([]string, error) {
 	d, ok := obj.(*deploymentRecord)
-	if !ok || d.Labels[LabelApp] == "" {
+	if !ok || d.App == "" {
 		return nil, nil
 	}
-	return []string{d.Namespace + "/" + d.Labels[LabelApp]}, nil
+	return []string{d.Namespace + "/" + d.App}, nil
 }
 
 // Start runs the informers until ctx ends.
@@ -136,12 +137,21 @@ func (c *deploymentCache) ofApp(app client.ObjectKey) map[string]*deploymentReco
 }
 
 // sources are the controller sources of the cache's informers, each
-// mapping records with h after preds. Each is a source.SyncingSource: a
+// mapping records to requests with key (a record's key; false for none)
+// after preds. Each is a source.SyncingSource: a
 // controller starts no worker before every informer has listed its
 // Deployments (a rebuild that read none would unroute every release), and
 // fails to start, as with the manager's cache, when one does not list
 // within its CacheSyncTimeout.
-func (c *deploymentCache) sources(h handler.EventHandler, preds ...predicate.Predicate) []source.Source {
+func (c *deploymentCache) sources(key func(*deploymentRecord) (client.ObjectKey, bool), preds ...predicate.Predicate) []source.Source {
+	h := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		if d, ok := o.(*deploymentRecord); ok {
+			if k, ok := key(d); ok {
+				return []reconcile.Request{{NamespacedName: k}}
+			}
+		}
+		return nil
+	})
 	namespaces := make([]string, 0, len(c.informers))
 	for ns := range c.informers {
 		namespaces = append(namespaces, ns)

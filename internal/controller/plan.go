@@ -96,7 +96,7 @@ func planRetirement(releases map[string]*v1alpha1.AppRelease, deployments map[st
 	}
 	for _, name := range sortedNames(deployments) {
 		d := deployments[name]
-		if releaseUID(d) == "" {
+		if d.Owner == "" {
 			// Labelled like Switchyard's, but no release's: never touched.
 			continue
 		}

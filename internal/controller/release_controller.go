@@ -21,9 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/switchyard-dev/switchyard/api/v1alpha1"
 )
@@ -125,7 +123,7 @@ func (r *ReleaseReconciler) applyDeployment(ctx context.Context, release *v1alph
 	switch {
 	case current == nil:
 	case !runs(current, release):
-		if releaseUID(current) != "" && current.Labels[LabelRelease] == release.Name {
+		if current.Owner != "" && current.Release == release.Name {
 			// A Deployment of an earlier release of the same name, on its
 			// way out (its routes drain first): wait for it rather than fight.
 			ctrl.LoggerFrom(ctx).Info("Waiting for a Deployment of an earlier release of the same name to go", "deployment", klog.KObj(current))
@@ -142,15 +140,15 @@ func (r *ReleaseReconciler) applyDeployment(ctx context.Context, release *v1alph
 		// and a new one is made after.
 		return ctrl.Result{}, nil
 	default:
-		editor = current.Annotations[annotationEditedBy]
-		if editor != "" && r.alreadyReverted(current) && current.Annotations[annotationSpecHash] == desiredHash(release) {
+		editor = current.EditedBy
+		if editor != "" && r.alreadyReverted(current) && current.SpecHash == desiredHash(release) {
 			// Put back once already, and still changed: what is left are
 			// fields Switchyard does not set (an added environment variable,
 			// spec.paused), which an apply cannot remove. Say so.
 			r.refusals.set(release, driftRefusal(release, current.Name, editor))
 			return ctrl.Result{}, nil
 		}
-		if current.Annotations[annotationSpecHash] == desiredHash(release) && editor == "" {
+		if current.SpecHash == desiredHash(release) && editor == "" {
 			r.refusals.set(release, nil)
 			return ctrl.Result{}, nil
 		}
@@ -171,7 +169,7 @@ func (r *ReleaseReconciler) applyDeployment(ctx context.Context, release *v1alph
 	if err := r.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(releaseFieldManager), client.ForceOwnership); err != nil {
 		return ctrl.Result{}, fmt.Errorf("apply Deployment %s: %w", klog.KObj(desired), err)
 	}
-	if editor != "" && current.Annotations[annotationSpecHash] == desired.Annotations[annotationSpecHash] {
+	if editor != "" && current.SpecHash == desired.Annotations[annotationSpecHash] {
 		r.noteReverted(current)
 		if gen, _, _ := unstructured.NestedInt64(u.Object, "metadata", "generation"); gen != current.Generation {
 			r.refusals.set(release, nil)
@@ -230,14 +228,10 @@ func (r *ReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4})
 	// A Deployment maps to its release by label (it has no owner
 	// reference): its spec changed (a hand edit to put back) or it is gone.
-	toRelease := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
-		name := o.GetLabels()[LabelRelease]
-		if name == "" {
-			return nil
-		}
-		return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: name}}}
-	})
-	for _, src := range r.deployments.sources(toRelease, predicate.GenerationChangedPredicate{}) {
+	releaseOf := func(d *deploymentRecord) (client.ObjectKey, bool) {
+		return client.ObjectKey{Namespace: d.Namespace, Name: d.Release}, d.Release != ""
+	}
+	for _, src := range r.deployments.sources(releaseOf, predicate.GenerationChangedPredicate{}) {
 		b = b.WatchesRawSource(src)
 	}
 	return b.Complete(r)
