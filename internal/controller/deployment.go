@@ -149,7 +149,38 @@ func withoutTemplate(obj any) (any, error) {
 	r.Annotations = nil
 	r.Spec.TemplateHash = templateHash(r.Spec.Template)
 	r.Spec.Template = nil
+	internRelease(r)
 	return r, nil
+}
+
+// internRelease makes a cached release share the strings that releases of
+// a namespace, an app or a state repeat (unique.Make): namespace, labels,
+// app, environment, hosts, finalizers, phase, and its conditions' type,
+// status and reason. Names, images, branches and messages, mostly one
+// release's own, are left alone.
+func internRelease(r *v1alpha1.AppRelease) {
+	in := func(s string) string { return unique.Make(s).Value() }
+	r.Namespace = in(r.Namespace)
+	if len(r.Labels) > 0 {
+		labels := make(map[string]string, len(r.Labels))
+		for k, v := range r.Labels {
+			labels[in(k)] = in(v)
+		}
+		r.Labels = labels
+	}
+	if slices.Equal(r.Finalizers, ourFinalizers) {
+		r.Finalizers = ourFinalizers
+	}
+	r.Spec.App, r.Spec.Environment = in(r.Spec.App), in(r.Spec.Environment)
+	for i := range r.Spec.Hosts {
+		r.Spec.Hosts[i] = in(r.Spec.Hosts[i])
+	}
+	r.Status.Phase = v1alpha1.Phase(in(string(r.Status.Phase)))
+	for i := range r.Status.Conditions {
+		c := &r.Status.Conditions[i]
+		c.Type, c.Reason = in(c.Type), in(c.Reason)
+		c.Status = metav1.ConditionStatus(in(string(c.Status)))
+	}
 }
 
 // withAppContainer sets the image and named port of the "app" container,
