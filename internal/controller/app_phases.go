@@ -710,6 +710,11 @@ func sameMeta(o metav1.Object, app string, owners []metav1.OwnerReference) bool 
 		return false
 	}
 	have := o.GetOwnerReferences()
+	if digest, ok := o.GetAnnotations()[annotationCachedOwners]; ok && len(have) == 0 {
+		// As the cache holds it (withoutOwners). The owners asked for name
+		// no controller, so an object whose owner is one differs.
+		return digest == ownersDigest(owners)
+	}
 	if len(have) != len(owners) {
 		return false
 	}

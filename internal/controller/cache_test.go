@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -266,5 +267,58 @@ func TestControllersWaitForTheDeploymentCache(t *testing.T) {
 	}
 	if c.get(types.NamespacedName{Namespace: "shop", Name: "shop-v1"}) != nil || len(c.ofApp(types.NamespacedName{Namespace: "other", Name: "shop"})) != 0 {
 		t.Fatalf("records from nowhere")
+	}
+}
+
+func TestCachedSharedObjectsCompareOwnersByDigest(t *testing.T) {
+	ref := func(name, uid string) metav1.OwnerReference {
+		return metav1.OwnerReference{APIVersion: v1alpha1.GroupVersion.String(), Kind: "AppRelease", Name: name, UID: types.UID(uid)}
+	}
+	owners := []metav1.OwnerReference{ref("shop-v1", "uid-1"), ref("shop-v2", "uid-2")}
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: "shop", Labels: managedLabels("shop"),
+		OwnerReferences: []metav1.OwnerReference{owners[1], owners[0]},
+		ManagedFields:   []metav1.ManagedFieldsEntry{{Manager: appFieldManager}}}}
+	out, err := slimShared(svc.DeepCopy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cached := out.(*corev1.Service)
+	if cached.OwnerReferences != nil || cached.ManagedFields != nil {
+		t.Fatalf("the cached Service keeps its owner references or managed fields")
+	}
+	// client-go may pass an object through its transform twice.
+	again, _ := slimShared(cached.DeepCopy())
+	if again.(*corev1.Service).Annotations[annotationCachedOwners] != cached.Annotations[annotationCachedOwners] {
+		t.Fatalf("the transform is not idempotent")
+	}
+	controller := ref("shop-v1", "uid-1")
+	controller.Controller = ptr.To(true)
+	for _, tc := range []struct {
+		name   string
+		owners []metav1.OwnerReference
+		want   bool
+	}{
+		{"the same owners, in any order", owners, true},
+		{"one owner more", append(slices.Clone(owners), ref("shop-v3", "uid-3")), false},
+		{"one owner less", owners[:1], false},
+		{"an owner renamed (a release of the same uid? never; but compared)", []metav1.OwnerReference{ref("shop-v9", "uid-1"), owners[1]}, false},
+	} {
+		if got := sameMeta(cached, "shop", tc.owners); got != tc.want {
+			t.Errorf("%s: sameMeta = %v, want %v", tc.name, got, tc.want)
+		}
+		// A copy as the API server returns it (references, no digest)
+		// compares the same.
+		if got := sameMeta(svc, "shop", tc.owners); got != tc.want {
+			t.Errorf("%s, uncached: sameMeta = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	// An owner made controller by someone else is no longer as asked.
+	taken := svc.DeepCopy()
+	taken.OwnerReferences = []metav1.OwnerReference{controller, owners[1]}
+	if sameMeta(taken, "shop", owners) {
+		t.Errorf("uncached: an owner made controller compares the same")
+	}
+	if out, _ := slimShared(taken); sameMeta(out.(*corev1.Service), "shop", owners) {
+		t.Errorf("cached: an owner made controller compares the same")
 	}
 }

@@ -41,6 +41,10 @@ const (
 	// whole spec's routing.SpecHash, so an unchanged one is never written
 	// again.
 	annotationCachedSpecHash = "switchyard.dev/cached-spec-hash"
+	// annotationCachedOwners is set by the cache (never written) on an
+	// app's shared object whose owner references it dropped: their
+	// ownersDigest (withoutOwners).
+	annotationCachedOwners = "switchyard.dev/cached-owners"
 	// renderVersion changes whenever MakeDeployment renders a release
 	// differently, so an upgraded operator re-applies every Deployment once.
 	renderVersion = "3"

@@ -6,9 +6,13 @@ package controller
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -152,6 +156,8 @@ func CacheOptions(cfg Config) cache.Options {
 	managed := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedByValue})}
 	virtualServices := managed
 	virtualServices.Transform = compactVirtualService
+	shared := managed
+	shared.Transform = slimShared
 	var watched map[string]cache.Config
 	if len(namespaces) > 0 {
 		watched = map[string]cache.Config{}
@@ -165,9 +171,9 @@ func CacheOptions(cfg Config) cache.Options {
 	return cache.Options{DefaultNamespaces: watched, DefaultTransform: cache.TransformStripManagedFields(), ByObject: map[client.Object]cache.ByObject{
 		&corev1.Namespace{}:             labelled,
 		&v1alpha1.AppRelease{}:          {Transform: withoutTemplate},
-		&corev1.Service{}:               managed,
+		&corev1.Service{}:               shared,
 		&networkingv1.VirtualService{}:  virtualServices,
-		&networkingv1.DestinationRule{}: managed,
+		&networkingv1.DestinationRule{}: shared,
 	}}
 }
 
@@ -197,8 +203,55 @@ func slimDeployment(obj any) (any, error) {
 func compactVirtualService(obj any) (any, error) {
 	if vs, ok := obj.(*networkingv1.VirtualService); ok && !compacted(vs) {
 		compact(vs)
+		withoutOwners(vs)
 	}
 	return obj, nil
+}
+
+// slimShared is the cache's transform of the app's Service and
+// DestinationRule: no managedFields, and owner references as their digest
+// (withoutOwners).
+func slimShared(obj any) (any, error) {
+	if o, ok := obj.(client.Object); ok {
+		o.SetManagedFields(nil)
+		withoutOwners(o)
+	}
+	return obj, nil
+}
+
+// withoutOwners replaces an object's owner references (one per live
+// release on each of an app's three shared objects: 6 MB at 10,000
+// releases) with their ownersDigest in annotationCachedOwners, which
+// sameMeta compares. Idempotent: an object with the annotation and no
+// references is left as it is.
+func withoutOwners(o metav1.Object) {
+	ann := o.GetAnnotations()
+	if _, ok := ann[annotationCachedOwners]; ok && len(o.GetOwnerReferences()) == 0 {
+		return
+	}
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	ann[annotationCachedOwners] = ownersDigest(o.GetOwnerReferences())
+	o.SetAnnotations(ann)
+	o.SetOwnerReferences(nil)
+}
+
+// ownersDigest identifies a set of owner references by what sameMeta
+// compares of each (uid, name, kind, apiVersion, controller), whatever
+// their order: 32 hexadecimal digits (SHA-256, truncated).
+func ownersDigest(refs []metav1.OwnerReference) string {
+	keys := make([]string, len(refs))
+	for i, r := range refs {
+		controller := "-"
+		if r.Controller != nil {
+			controller = strconv.FormatBool(*r.Controller)
+		}
+		keys[i] = strings.Join([]string{string(r.UID), r.Name, r.Kind, r.APIVersion, controller}, "\x00")
+	}
+	slices.Sort(keys)
+	sum := sha256.Sum256([]byte(strings.Join(keys, "\n")))
+	return hex.EncodeToString(sum[:16])
 }
 
 // compacted: compact made vs so already (an informer may pass an object
