@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -341,9 +342,18 @@ func loadDrains(s *appScope) map[string]time.Time {
 	return drains
 }
 
+// vsSpec is the spec of a VirtualService as read or written: the compact
+// form (decoded from annotationCachedRoutes) of one compact made so, the
+// spec itself of any other. nil for none.
 func vsSpec(vs *networkingv1.VirtualService) *networking.VirtualService {
 	if vs == nil {
 		return nil
+	}
+	if routes, ok := vs.Annotations[annotationCachedRoutes]; ok && len(vs.Spec.Http) == 0 {
+		out := &networking.VirtualService{}
+		if err := proto.Unmarshal([]byte(routes), out); err == nil {
+			return out
+		}
 	}
 	return &vs.Spec
 }

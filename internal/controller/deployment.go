@@ -41,6 +41,9 @@ const (
 	// whole spec's routing.SpecHash, so an unchanged one is never written
 	// again.
 	annotationCachedSpecHash = "switchyard.dev/cached-spec-hash"
+	// annotationCachedRoutes is set by the cache (never written) on a
+	// VirtualService it compacted: the compact spec, protobuf-encoded.
+	annotationCachedRoutes = "switchyard.dev/cached-routes"
 	// annotationCachedOwners is set by the cache (never written) on an
 	// app's shared object whose owner references it dropped: their
 	// ownersDigest (withoutOwners).
