@@ -363,9 +363,18 @@ func vsSpec(vs *networkingv1.VirtualService) *networking.VirtualService {
 	return &vs.Spec
 }
 
+// drSpec is the spec of a DestinationRule as read or written: decoded from
+// annotationCachedSpec for one the cache holds (slimShared), the spec
+// itself of any other. nil for none.
 func drSpec(dr *networkingv1.DestinationRule) *networking.DestinationRule {
 	if dr == nil {
 		return nil
+	}
+	if spec, ok := dr.Annotations[annotationCachedSpec]; ok && dr.Spec.Host == "" {
+		out := &networking.DestinationRule{}
+		if err := proto.Unmarshal([]byte(spec), out); err == nil {
+			return out
+		}
 	}
 	return &dr.Spec
 }

@@ -510,7 +510,7 @@ func referencedSubsets(s *appScope) map[string]bool {
 }
 
 func (r *AppReconciler) applyDestinationRule(ctx context.Context, s *appScope, spec *networking.DestinationRule, owners []metav1.OwnerReference) error {
-	if s.dr != nil && sameMeta(s.dr, s.key.Name, owners) && proto.Equal(&s.dr.Spec, spec) {
+	if s.dr != nil && sameMeta(s.dr, s.key.Name, owners) && proto.Equal(drSpec(s.dr), spec) {
 		return nil
 	}
 	if wait := r.throttle(s); wait > 0 {

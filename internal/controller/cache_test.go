@@ -389,3 +389,31 @@ func TestARebuildReadsItsOwnLastWriteWhileTheCacheIsBehind(t *testing.T) {
 		t.Fatalf("with no copy kept and the cache behind: %v, want errCacheBehind", err)
 	}
 }
+
+func TestCachedDestinationRuleReadsAsTheWhole(t *testing.T) {
+	opts := routing.Options{BranchHeader: "x-branch", Gateway: "istio-system/ingressgateway", MeshEnvironment: "production"}
+	rels := []routing.Release{
+		{Name: "shop-v1", UID: "u1", Environment: "production", Hosts: []string{"shop.example.com"}, Accepted: true, HasDeployment: true, Available: true},
+		{Name: "shop-jp12", UID: "u2", Environment: "staging", Branch: "feature-jp12", Hosts: []string{"staging.example.com"}, Accepted: true, HasDeployment: true, Available: true},
+	}
+	spec := routing.MakeDestinationRule("shop", "shop", routing.Decide(rels, opts))
+	dr := &networkingv1.DestinationRule{ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: "shop", Labels: managedLabels("shop")}}
+	proto.Merge(&dr.Spec, spec)
+	whole := dr.DeepCopy()
+	if _, err := slimShared(dr); err != nil {
+		t.Fatal(err)
+	}
+	if len(dr.Spec.Subsets) != 0 || !proto.Equal(drSpec(dr), spec) {
+		t.Fatalf("the cached DestinationRule holds its subsets decoded, or reads otherwise than the whole")
+	}
+	// client-go may pass an object through its transform twice.
+	if _, err := slimShared(dr); err != nil || !proto.Equal(drSpec(dr), spec) {
+		t.Fatalf("transformed twice, it reads otherwise (%v)", err)
+	}
+	if !proto.Equal(drSpec(whole), spec) {
+		t.Fatalf("an uncached DestinationRule reads otherwise than its spec")
+	}
+	if a, b := len(dr.Annotations[annotationCachedSpec]), proto.Size(spec); a != b {
+		t.Fatalf("encoded in %d bytes, the spec is %d", a, b)
+	}
+}

@@ -44,6 +44,9 @@ const (
 	// annotationCachedRoutes is set by the cache (never written) on a
 	// VirtualService it compacted: the compact spec, protobuf-encoded.
 	annotationCachedRoutes = "switchyard.dev/cached-routes"
+	// annotationCachedSpec is set by the cache (never written) on a
+	// DestinationRule: its whole spec, protobuf-encoded.
+	annotationCachedSpec = "switchyard.dev/cached-spec"
 	// annotationCachedOwners is set by the cache (never written) on an
 	// app's shared object whose owner references it dropped: their
 	// ownersDigest (withoutOwners).

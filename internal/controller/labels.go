@@ -210,11 +210,23 @@ func compactVirtualService(obj any) (any, error) {
 
 // slimShared is the cache's transform of the app's Service and
 // DestinationRule: no managedFields, and owner references as their digest
-// (withoutOwners).
+// (withoutOwners); a DestinationRule's spec whole but protobuf-encoded in
+// annotationCachedSpec (a Go Subset with its labels map is some 450 bytes,
+// encoded about 60), which drSpec decodes.
 func slimShared(obj any) (any, error) {
-	if o, ok := obj.(client.Object); ok {
-		o.SetManagedFields(nil)
-		withoutOwners(o)
+	o, ok := obj.(client.Object)
+	if !ok {
+		return obj, nil
+	}
+	o.SetManagedFields(nil)
+	withoutOwners(o)
+	// A DestinationRule as the API server holds it has a host (Istio
+	// refuses one without): an encoded one has none.
+	if dr, ok := obj.(*networkingv1.DestinationRule); ok && dr.Spec.Host != "" {
+		if spec, err := (proto.MarshalOptions{Deterministic: true}).Marshal(&dr.Spec); err == nil {
+			dr.Annotations[annotationCachedSpec] = string(spec) // withoutOwners made the map
+			proto.Reset(&dr.Spec)
+		}
 	}
 	return obj, nil
 }
