@@ -63,11 +63,6 @@ type AppReconciler struct {
 	buckets   map[client.ObjectKey]*bucket
 	written   map[string]string
 	writtenAt map[string]time.Time
-	// kept are the shared objects as this controller last wrote them (a
-	// VirtualService compacted), each until the cache delivers that version:
-	// meanwhile a rebuild reads it in the cache's place (getShared), rather
-	// than wait behind other apps' events in the shared informer.
-	kept map[string]client.Object
 }
 
 func (r *AppReconciler) now() time.Time {

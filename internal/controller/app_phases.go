@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"maps"
 	"math"
-	"reflect"
 	"slices"
 	"time"
 
@@ -92,18 +91,8 @@ func (r *AppReconciler) loadShared(ctx context.Context, s *appScope) error {
 func (r *AppReconciler) getShared(ctx context.Context, key client.ObjectKey, obj client.Object) (ours, exists bool, err error) {
 	err = r.Get(ctx, key, obj)
 	stale := err == nil && !r.seen(obj)
-	if (stale || apierrors.IsNotFound(err)) && r.since(key, obj) < cacheCatchUp {
-		// The cache has not delivered this controller's last write yet:
-		// read that write as it came back from the API server, if kept.
-		if r.restoreKept(key, obj) {
-			return true, true, nil
-		}
-		if stale {
-			return false, false, errCacheBehind
-		}
-	}
-	if err == nil && !stale {
-		r.dropKept(key, obj)
+	if stale && r.since(obj) < cacheCatchUp {
+		return false, false, errCacheBehind
 	}
 	live := apierrors.IsNotFound(err) || stale
 	if live {
@@ -236,47 +225,14 @@ func (r *AppReconciler) remember(obj client.Object, key client.ObjectKey, rv str
 	}
 	id := fmt.Sprintf("%T/%s", obj, key)
 	r.written[id], r.writtenAt[id] = rv, r.now()
-	delete(r.kept, id)
-}
-
-// keep holds a copy of obj, just written (and remembered), for getShared
-// until the cache delivers it.
-func (r *AppReconciler) keep(obj client.Object) {
-	r.writesMu.Lock()
-	defer r.writesMu.Unlock()
-	if r.kept == nil {
-		r.kept = map[string]client.Object{}
-	}
-	r.kept[fmt.Sprintf("%T/%s", obj, client.ObjectKeyFromObject(obj))] = obj.DeepCopyObject().(client.Object)
-}
-
-// restoreKept sets obj (of key) to a copy of the kept version of it when
-// that is the last version this controller wrote; false when none is kept.
-func (r *AppReconciler) restoreKept(key client.ObjectKey, obj client.Object) bool {
-	r.writesMu.Lock()
-	defer r.writesMu.Unlock()
-	id := fmt.Sprintf("%T/%s", obj, key)
-	k, ok := r.kept[id]
-	if !ok || k.GetResourceVersion() != r.written[id] {
-		return false
-	}
-	reflect.ValueOf(obj).Elem().Set(reflect.ValueOf(k.DeepCopyObject()).Elem())
-	return true
-}
-
-// dropKept lets the kept copy of obj go: the cache holds that version.
-func (r *AppReconciler) dropKept(key client.ObjectKey, obj client.Object) {
-	r.writesMu.Lock()
-	defer r.writesMu.Unlock()
-	delete(r.kept, fmt.Sprintf("%T/%s", obj, key))
 }
 
 // since is how long ago the controller last remembered obj's version
 // (a long time when never).
-func (r *AppReconciler) since(key client.ObjectKey, obj client.Object) time.Duration {
+func (r *AppReconciler) since(obj client.Object) time.Duration {
 	r.writesMu.Lock()
 	defer r.writesMu.Unlock()
-	at, ok := r.writtenAt[fmt.Sprintf("%T/%s", obj, key)]
+	at, ok := r.writtenAt[fmt.Sprintf("%T/%s", obj, client.ObjectKeyFromObject(obj))]
 	if !ok {
 		return time.Duration(math.MaxInt64)
 	}
@@ -303,7 +259,6 @@ func (r *AppReconciler) forget(key client.ObjectKey) {
 		delete(r.writtenAt, fmt.Sprintf("%T/%s", obj, key))
 	}
 	for _, obj := range []client.Object{&corev1.Service{}, &networkingv1.VirtualService{}, &networkingv1.DestinationRule{}} {
-		delete(r.kept, fmt.Sprintf("%T/%s", obj, key))
 		delete(r.written, fmt.Sprintf("%T/%s", obj, key))
 	}
 }
@@ -527,7 +482,6 @@ func (r *AppReconciler) applyDestinationRule(ctx context.Context, s *appScope, s
 	metrics.Writes.WithLabelValues("DestinationRule", "apply").Inc()
 	ctrl.LoggerFrom(ctx).Info("Applied DestinationRule", "destinationRule", klog.KObj(obj), "subsets", len(spec.Subsets), "took", time.Since(start))
 	r.remember(obj, s.key, obj.ResourceVersion)
-	r.keep(obj)
 	s.dr = obj
 	r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "SubsetsUpdated", "Apply", "Subsets: %s", subsetNames(spec))
 	return nil
@@ -569,7 +523,6 @@ func (r *AppReconciler) applyVirtualService(ctx context.Context, s *appScope, sp
 	r.remember(obj, s.key, obj.ResourceVersion)
 	log.Info("Applied VirtualService", "virtualService", klog.KObj(obj), "routes", len(spec.Http), "took", time.Since(start))
 	compact(obj)
-	r.keep(obj)
 	s.vs = obj
 	r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "RoutesUpdated", "Apply", "Routes: %s", routeSummary(spec))
 	return nil

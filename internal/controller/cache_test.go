@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"reflect"
 	"slices"
@@ -12,14 +11,11 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
-	networking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -325,68 +321,6 @@ func TestCachedSharedObjectsCompareOwnersByDigest(t *testing.T) {
 	}
 	if out, _ := slimShared(taken); sameMeta(out.(*corev1.Service), "shop", owners) {
 		t.Errorf("cached: an owner made controller compares the same")
-	}
-}
-
-// laggingCache is a cache that serves one object at whatever version it has
-// (a cache behind the controller's last write); anything else panics.
-type laggingCache struct {
-	client.Client
-	obj client.Object
-}
-
-func (c laggingCache) Get(_ context.Context, key client.ObjectKey, obj client.Object, _ ...client.GetOption) error {
-	if c.obj == nil || client.ObjectKeyFromObject(c.obj) != key {
-		return apierrors.NewNotFound(schema.GroupResource{}, key.Name)
-	}
-	reflect.ValueOf(obj).Elem().Set(reflect.ValueOf(c.obj.DeepCopyObject()).Elem())
-	return nil
-}
-
-// noReads fails a test that reads the API server.
-type noReads struct{ t *testing.T }
-
-func (n noReads) Get(context.Context, client.ObjectKey, client.Object, ...client.GetOption) error {
-	n.t.Fatal("read the API server while its own last write was at hand")
-	return nil
-}
-
-func (n noReads) List(context.Context, client.ObjectList, ...client.ListOption) error {
-	n.t.Fatal("listed the API server")
-	return nil
-}
-
-func TestARebuildReadsItsOwnLastWriteWhileTheCacheIsBehind(t *testing.T) {
-	key := client.ObjectKey{Namespace: "shop", Name: "shop"}
-	dr := func(rv string, subsets ...string) *networkingv1.DestinationRule {
-		d := &networkingv1.DestinationRule{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace,
-			ResourceVersion: rv, Labels: managedLabels("shop")}}
-		for _, s := range subsets {
-			d.Spec.Subsets = append(d.Spec.Subsets, &networking.Subset{Name: s})
-		}
-		return d
-	}
-	written := dr("5", "shop-v1", "shop-v2")
-	r := &AppReconciler{Client: laggingCache{obj: dr("4", "shop-v1")}, APIReader: noReads{t}}
-	r.remember(written, key, written.ResourceVersion)
-	r.keep(written)
-
-	got := &networkingv1.DestinationRule{}
-	ours, exists, err := r.getShared(context.Background(), key, got)
-	if err != nil || !ours || !exists || got.ResourceVersion != "5" || len(got.Spec.Subsets) != 2 {
-		t.Fatalf("read %s with %d subsets (ours %v, exists %v, %v), want the write at 5 with 2", got.ResourceVersion, len(got.Spec.Subsets), ours, exists, err)
-	}
-	// Once the cache delivers it, the kept copy goes.
-	r.Client = laggingCache{obj: dr("5", "shop-v1", "shop-v2")}
-	if _, _, err := r.getShared(context.Background(), key, &networkingv1.DestinationRule{}); err != nil || len(r.kept) != 0 {
-		t.Fatalf("the cache caught up: %v, %d kept", err, len(r.kept))
-	}
-	// Nothing kept (a Service, written by apply without its object back):
-	// the rebuild waits for the cache.
-	r.Client = laggingCache{obj: dr("4", "shop-v1")}
-	r.remember(written, key, "6")
-	if _, _, err := r.getShared(context.Background(), key, &networkingv1.DestinationRule{}); !errors.Is(err, errCacheBehind) {
-		t.Fatalf("with no copy kept and the cache behind: %v, want errCacheBehind", err)
 	}
 }
 
