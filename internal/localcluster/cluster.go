@@ -137,7 +137,7 @@ func (c *Cluster) startEtcd(ctx context.Context, _ *pki) error {
 		"--listen-client-urls="+c.etcdURL, "--advertise-client-urls="+c.etcdURL,
 		"--listen-peer-urls=http://127.0.0.1:"+peer, "--initial-advertise-peer-urls=http://127.0.0.1:"+peer,
 		"--initial-cluster=etcd0=http://127.0.0.1:"+peer, "--unsafe-no-fsync=true", "--log-level=warn",
-		// The scale bench at 50,000 releases passes etcd's default 2 GB.
+		// The scale bench at 50,000 releases may outgrow etcd's default 2 GB.
 		"--quota-backend-bytes=8589934592")
 }
 
