@@ -87,6 +87,12 @@ type appScope struct {
 	vs      *networkingv1.VirtualService
 	dr      *networkingv1.DestinationRule
 	foreign []string
+	// vsRead and drRead are the specs of vsReadOf and drReadOf (vsSpec,
+	// drSpec): a cached object's spec is decoded once per rebuild, not per read.
+	vsRead   *networking.VirtualService
+	vsReadOf *networkingv1.VirtualService
+	drRead   *networking.DestinationRule
+	drReadOf *networkingv1.DestinationRule
 	// current is what the VirtualService serves now (incumbency); decision
 	// is the routing the releases call for; owners, desiredDR and desiredVS
 	// are the shared objects it makes (desiredVS nil: no route).
@@ -139,7 +145,7 @@ func (r *AppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl
 		}
 		return res, err
 	}
-	s.current = routing.CurrentOf(vsSpec(s.vs))
+	s.current = routing.CurrentOf(s.currentVS())
 	held, err := r.heldElsewhere(ctx, s)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -324,8 +330,8 @@ func (r *AppReconciler) heldElsewhere(ctx context.Context, s *appScope) (map[str
 // whose release last said it was routed, without a drain start (the
 // operator stopped between the write and the status), drains from now.
 func loadDrains(s *appScope) map[string]time.Time {
-	routed := routing.RoutedSubsets(vsSpec(s.vs))
-	defined := routing.DefinedSubsets(drSpec(s.dr))
+	routed := routing.RoutedSubsets(s.currentVS())
+	defined := routing.DefinedSubsets(s.currentDR())
 	drains := map[string]time.Time{}
 	for _, rel := range s.releases {
 		subset := routing.SubsetName(rel.Name)
@@ -356,6 +362,24 @@ func vsSpec(vs *networkingv1.VirtualService) *networking.VirtualService {
 		}
 	}
 	return &vs.Spec
+}
+
+// currentVS is the spec of the app's VirtualService as it is now (vsSpec
+// of s.vs, decoded once per version read or written); nil for none.
+func (s *appScope) currentVS() *networking.VirtualService {
+	if s.vsReadOf != s.vs || s.vs == nil {
+		s.vsRead, s.vsReadOf = vsSpec(s.vs), s.vs
+	}
+	return s.vsRead
+}
+
+// currentDR is the spec of the app's DestinationRule as it is now (drSpec
+// of s.dr, decoded once per version read or written); nil for none.
+func (s *appScope) currentDR() *networking.DestinationRule {
+	if s.drReadOf != s.dr || s.dr == nil {
+		s.drRead, s.drReadOf = drSpec(s.dr), s.dr
+	}
+	return s.drRead
 }
 
 // drSpec is the spec of a DestinationRule as read or written: decoded from

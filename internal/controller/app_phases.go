@@ -186,7 +186,7 @@ func (r *AppReconciler) reconcileRouting(ctx context.Context, s *appScope) (ctrl
 		// half of the objects would send requests to undefined subsets.
 		return ctrl.Result{}, nil
 	}
-	p := planRouting(s.desiredDR, drSpec(s.dr), s.desiredVS, vsSpec(s.vs), s.drains, r.Config.DrainDelay, s.now)
+	p := planRouting(s.desiredDR, s.currentDR(), s.desiredVS, s.currentVS(), s.drains, r.Config.DrainDelay, s.now)
 	if err := r.applyDestinationRule(ctx, s, p.First, owners); err != nil {
 		return r.writeFailed(s, err, true)
 	}
@@ -457,15 +457,15 @@ type bucket struct {
 // referencedSubsets are the subsets the app's own VirtualService routes to or
 // its own DestinationRule defines, as last read or written.
 func referencedSubsets(s *appScope) map[string]bool {
-	out := routing.RoutedSubsets(vsSpec(s.vs))
-	for name := range routing.DefinedSubsets(drSpec(s.dr)) {
+	out := routing.RoutedSubsets(s.currentVS())
+	for name := range routing.DefinedSubsets(s.currentDR()) {
 		out[name] = true
 	}
 	return out
 }
 
 func (r *AppReconciler) applyDestinationRule(ctx context.Context, s *appScope, spec *networking.DestinationRule, owners []metav1.OwnerReference) error {
-	if s.dr != nil && sameMeta(s.dr, s.key.Name, owners) && proto.Equal(drSpec(s.dr), spec) {
+	if s.dr != nil && sameMeta(s.dr, s.key.Name, owners) && proto.Equal(s.currentDR(), spec) {
 		return nil
 	}
 	if wait := r.throttle(s); wait > 0 {
@@ -551,8 +551,8 @@ func (r *AppReconciler) applyIstio(ctx context.Context, ac any, obj client.Objec
 // routes have drained, and drops the finalizer of every Deployment being
 // deleted once drained; only then may their pods go.
 func (r *AppReconciler) releaseDrained(ctx context.Context, s *appScope) (ctrl.Result, error) {
-	p := planRetirement(s.releases, s.deployments, len(s.decision.Live) > 0, routing.RoutedSubsets(vsSpec(s.vs)),
-		routing.DefinedSubsets(drSpec(s.dr)), s.drains, r.Config.DrainDelay, s.now)
+	p := planRetirement(s.releases, s.deployments, len(s.decision.Live) > 0, routing.RoutedSubsets(s.currentVS()),
+		routing.DefinedSubsets(s.currentDR()), s.drains, r.Config.DrainDelay, s.now)
 	log := ctrl.LoggerFrom(ctx)
 	var errs []error
 	for _, name := range p.ReleaseFinalizers {

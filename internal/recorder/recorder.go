@@ -201,7 +201,7 @@ func (r *Recorder) write(ctx context.Context, ev *eventsv1.Event) {
 			log.Info("Event series not updated", "event", name, "error", err.Error())
 			return
 		}
-		r.remember(key, ev)
+		r.remember(key, ev, count)
 		ev.Series = series
 	}
 	if err := retry(ctx, func() error { return r.client.Create(ctx, ev) }); err != nil {
@@ -267,13 +267,15 @@ func (r *Recorder) observe(key [32]byte, ev *eventsv1.Event) (string, string, in
 	return "", "", 0, false
 }
 
-// remember starts a new series at ev.
-func (r *Recorder) remember(key [32]byte, ev *eventsv1.Event) {
+// remember makes ev the Event of key's series, seen count times.
+func (r *Recorder) remember(key [32]byte, ev *eventsv1.Event, count int32) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.rememberLocked(key, ev)
+	r.series[key].Value.(*entry).count = count
 }
 
+// rememberLocked starts a new series at ev, seen once.
 func (r *Recorder) rememberLocked(key [32]byte, ev *eventsv1.Event) {
 	if el, ok := r.series[key]; ok {
 		r.lru.Remove(el)
