@@ -158,7 +158,9 @@ func TestReleaseUID(t *testing.T) {
 
 func TestCachedReleaseKeepsTheDeploymentHash(t *testing.T) {
 	full := &v1alpha1.AppRelease{ObjectMeta: metav1.ObjectMeta{Name: "shop-v1", Namespace: "shop", UID: "uid-1",
-		// kubectl apply's copy of the whole manifest, template included.
+		// Argo CD's tracking label; kubectl apply's copy of the whole
+		// manifest, template included.
+		Labels:      map[string]string{"app.kubernetes.io/instance": "shop"},
 		Annotations: map[string]string{"kubectl.kubernetes.io/last-applied-configuration": `{"spec":{"template":{}}}`}},
 		Spec: v1alpha1.AppReleaseSpec{App: "shop", Environment: "production", Image: "registry.example.com/shop:v1",
 			Template: &corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app",
@@ -169,8 +171,8 @@ func TestCachedReleaseKeepsTheDeploymentHash(t *testing.T) {
 		t.Fatal(err)
 	}
 	cached := out.(*v1alpha1.AppRelease)
-	if cached.Spec.Template != nil || cached.Annotations != nil {
-		t.Fatalf("the cached release keeps its template or annotations")
+	if cached.Spec.Template != nil || cached.Annotations != nil || cached.Labels != nil {
+		t.Fatalf("the cached release keeps its template, annotations or labels")
 	}
 	if got := desiredHash(cached); got != want {
 		t.Errorf("desired hash from the cached release %s, from the full one %s", got, want)

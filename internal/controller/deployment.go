@@ -144,7 +144,8 @@ func templateHash(t *corev1.PodTemplateSpec) string {
 // withoutTemplate is the cache's transform of an AppRelease: its template
 // (read only when its Deployment is written, then from the API server) is
 // dropped and its hash noted in spec.TemplateHash (never serialized); its
-// annotations and managedFields go too.
+// labels, annotations and managedFields go too (no code reads a release's
+// labels or annotations from the cache; GitOps tools add several of each).
 func withoutTemplate(obj any) (any, error) {
 	r, ok := obj.(*v1alpha1.AppRelease)
 	if !ok || (r.Spec.Template == nil && r.Spec.TemplateHash != "") {
@@ -157,6 +158,7 @@ func withoutTemplate(obj any) (any, error) {
 	// last-applied-configuration (the whole manifest, template included) and
 	// every other go.
 	r.Annotations = nil
+	r.Labels = nil
 	r.Spec.TemplateHash = templateHash(r.Spec.Template)
 	r.Spec.Template = nil
 	internRelease(r)
@@ -164,20 +166,14 @@ func withoutTemplate(obj any) (any, error) {
 }
 
 // internRelease makes a cached release share the strings that releases of
-// a namespace, an app or a state repeat (unique.Make): namespace, labels,
-// app, environment, hosts, finalizers, phase, and its conditions' type,
+// a namespace, an app or a state repeat (unique.Make): kind and API version,
+// namespace, app, environment, hosts, finalizers, phase, and its conditions' type,
 // status and reason. Names, images, branches and messages, mostly one
 // release's own, are left alone.
 func internRelease(r *v1alpha1.AppRelease) {
 	in := func(s string) string { return unique.Make(s).Value() }
+	r.Kind, r.APIVersion = in(r.Kind), in(r.APIVersion)
 	r.Namespace = in(r.Namespace)
-	if len(r.Labels) > 0 {
-		labels := make(map[string]string, len(r.Labels))
-		for k, v := range r.Labels {
-			labels[in(k)] = in(v)
-		}
-		r.Labels = labels
-	}
 	if slices.Equal(r.Finalizers, ourFinalizers) {
 		r.Finalizers = ourFinalizers
 	}

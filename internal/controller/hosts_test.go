@@ -7,6 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/switchyard-dev/switchyard/api/v1alpha1"
@@ -87,3 +88,50 @@ var _ = Describe("Hosts across apps and namespaces", func() {
 		Eventually(vsHosts(team, "shop")).Should(ContainElement(shared))
 	})
 })
+
+// The AppRelease indexes hold one key per value, in the scope it is listed
+// in: an app's releases within its namespace, a host's claimants across
+// namespaces (controller-runtime's IndexField would store both scopes for
+// each, one of them never read).
+var _ = Describe("AppRelease indexes", func() {
+	It("list an app's releases in its namespace and a host's claimants across namespaces, one key per value", func() {
+		team, other := newNamespace(), newNamespace()
+		host := "idx-" + rand.String(6) + ".example.org"
+		withHost := func(r *v1alpha1.AppRelease) { r.Spec.Hosts = []string{host} }
+		newRelease(team, "shop-v1", withHost)
+		newRelease(other, "shop-v1")
+
+		inTeam := func(g Gomega) []string {
+			list := &v1alpha1.AppReleaseList{}
+			g.Expect(cached.List(ctx, list, client.InNamespace(team), client.MatchingFields{".spec.app": "shop"})).To(Succeed())
+			return releaseKeys(list)
+		}
+		Eventually(inTeam).Should(ConsistOf(team + "/shop-v1"))
+		claimants := &v1alpha1.AppReleaseList{}
+		Expect(cached.List(ctx, claimants, client.MatchingFields{".spec.hosts": host})).To(Succeed())
+		Expect(releaseKeys(claimants)).To(ConsistOf(team + "/shop-v1"))
+		Eventually(func(g Gomega) []string {
+			list := &v1alpha1.AppReleaseList{}
+			g.Expect(cached.List(ctx, list, client.InNamespace(other), client.MatchingFields{".spec.app": "shop"})).To(Succeed())
+			return releaseKeys(list)
+		}).Should(ConsistOf(other + "/shop-v1"))
+
+		inf, err := operatorCache.GetInformer(ctx, &v1alpha1.AppRelease{})
+		Expect(err).NotTo(HaveOccurred())
+		indexer := inf.(toolscache.SharedIndexInformer).GetIndexer()
+		Expect(indexer.ListIndexFuncValues("field:.spec.app")).To(ContainElement(team + "/shop"))
+		Expect(indexer.ListIndexFuncValues("field:.spec.app")).NotTo(ContainElement(HavePrefix("__all_namespaces/")),
+			"an app's releases are never listed across namespaces: an all-namespaces key per release is heap for nothing")
+		Expect(indexer.ListIndexFuncValues("field:.spec.hosts")).To(ContainElement("__all_namespaces/" + host))
+		Expect(indexer.ListIndexFuncValues("field:.spec.hosts")).To(HaveEach(HavePrefix("__all_namespaces/")),
+			"a host's claimants are never listed within one namespace")
+	})
+})
+
+func releaseKeys(list *v1alpha1.AppReleaseList) []string {
+	var out []string
+	for _, r := range list.Items {
+		out = append(out, r.Namespace+"/"+r.Name)
+	}
+	return out
+}

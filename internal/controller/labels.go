@@ -22,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -91,17 +92,51 @@ type Config struct {
 	DrainDelay time.Duration
 }
 
-// SetupIndexes registers the cache indexes the controllers list by.
+// SetupIndexes registers the cache indexes the controllers list by: appIndex
+// ("namespace/app": an app's releases are always listed in its namespace)
+// and hostIndex ("__all_namespaces/host": a host's claimants are always
+// listed across namespaces). They are registered on the AppRelease informer
+// directly, under the names and key forms controller-runtime's cache reader
+// looks up for client.MatchingFields (FieldIndexName, KeyToNamespacedKey in
+// its pkg/cache/internal), because its IndexField stores both a namespaced
+// and an all-namespaces key for every value: one of them is never read, and
+// at 10,000 releases the unread keys' set entries are megabytes of heap. A
+// List by these fields with the other scope finds nothing (listedByIndex in
+// the tests pins the key forms).
 func SetupIndexes(ctx context.Context, mgr manager.Manager) error {
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.AppRelease{}, appIndex, func(o client.Object) []string {
-		return []string{o.(*v1alpha1.AppRelease).Spec.App}
-	}); err != nil {
+	inf, err := mgr.GetCache().GetInformer(ctx, &v1alpha1.AppRelease{}, cache.BlockUntilSynced(false))
+	if err != nil {
 		return err
 	}
-	return mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.AppRelease{}, hostIndex, func(o client.Object) []string {
-		return routing.NormalizeHosts(o.(*v1alpha1.AppRelease).Spec.Hosts)
+	return inf.AddIndexers(toolscache.Indexers{
+		fieldIndexName(appIndex): func(obj any) ([]string, error) {
+			r, ok := obj.(*v1alpha1.AppRelease)
+			if !ok {
+				return nil, fmt.Errorf("index %s: %T is not an AppRelease", appIndex, obj)
+			}
+			return []string{r.Namespace + "/" + r.Spec.App}, nil
+		},
+		fieldIndexName(hostIndex): func(obj any) ([]string, error) {
+			r, ok := obj.(*v1alpha1.AppRelease)
+			if !ok {
+				return nil, fmt.Errorf("index %s: %T is not an AppRelease", hostIndex, obj)
+			}
+			hosts := routing.NormalizeHosts(r.Spec.Hosts)
+			for i, h := range hosts {
+				hosts[i] = allNamespacesKey + h
+			}
+			return hosts, nil
+		},
 	})
 }
+
+// fieldIndexName is the informer index controller-runtime's cache reader
+// uses for a client.MatchingFields on field (its FieldIndexName).
+func fieldIndexName(field string) string { return "field:" + field }
+
+// allNamespacesKey prefixes an index value listed across namespaces
+// (controller-runtime's KeyToNamespacedKey with no namespace).
+const allNamespacesKey = "__all_namespaces/"
 
 // managedLabels are the labels of every shared object of an app.
 func managedLabels(app string) map[string]string {

@@ -16,6 +16,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -33,11 +34,13 @@ var (
 	cfg *rest.Config
 	k8s client.Client
 	// cached is the manager's client, reading through its cache and indexes.
-	cached    client.Client
-	scheme    = runtime.NewScheme()
-	ctx       context.Context
-	cancel    context.CancelFunc
-	routeOpts = routing.Options{BranchHeader: "x-branch", BaggageKey: "x-branch", Gateway: "istio-system/ingressgateway",
+	cached client.Client
+	// operatorCache is the manager's cache (its informers' indexes).
+	operatorCache cache.Cache
+	scheme        = runtime.NewScheme()
+	ctx           context.Context
+	cancel        context.CancelFunc
+	routeOpts     = routing.Options{BranchHeader: "x-branch", BaggageKey: "x-branch", Gateway: "istio-system/ingressgateway",
 		MeshEnvironment: "production", KeepPrevious: 1, MaxRoutes: 80}
 	// operatorConfig runs the suite with a drain delay, write pacing and a
 	// burst hold on, as the operator runs by default (shorter, for time).
@@ -88,6 +91,7 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	Expect(controller.Setup(ctx, mgr, routeOpts, operatorConfig)).To(Succeed())
 	cached = mgr.GetClient()
+	operatorCache = mgr.GetCache()
 	go func() {
 		defer GinkgoRecover()
 		Expect(mgr.Start(ctx)).To(Succeed())
