@@ -357,7 +357,7 @@ func vsSpec(vs *networkingv1.VirtualService) *networking.VirtualService {
 	}
 	if routes, ok := vs.Annotations[annotationCachedRoutes]; ok && len(vs.Spec.Http) == 0 {
 		out := &networking.VirtualService{}
-		if err := proto.Unmarshal([]byte(routes), out); err == nil {
+		if b, err := unpack(routes); err == nil && proto.Unmarshal(b, out) == nil {
 			return out
 		}
 	}
@@ -391,7 +391,7 @@ func drSpec(dr *networkingv1.DestinationRule) *networking.DestinationRule {
 	}
 	if spec, ok := dr.Annotations[annotationCachedSpec]; ok && dr.Spec.Host == "" {
 		out := &networking.DestinationRule{}
-		if err := proto.Unmarshal([]byte(spec), out); err == nil {
+		if b, err := unpack(spec); err == nil && proto.Unmarshal(b, out) == nil {
 			return out
 		}
 	}

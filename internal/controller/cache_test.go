@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"reflect"
 	"slices"
@@ -349,7 +350,46 @@ func TestCachedDestinationRuleReadsAsTheWhole(t *testing.T) {
 	if !proto.Equal(drSpec(whole), spec) {
 		t.Fatalf("an uncached DestinationRule reads otherwise than its spec")
 	}
-	if a, b := len(dr.Annotations[annotationCachedSpec]), proto.Size(spec); a != b {
-		t.Fatalf("encoded in %d bytes, the spec is %d", a, b)
+	if b, err := unpack(dr.Annotations[annotationCachedSpec]); err != nil || len(b) != proto.Size(spec) {
+		t.Fatalf("encoded in %d bytes (%v), the spec is %d", len(b), err, proto.Size(spec))
+	}
+}
+
+// The cached forms of a 100-branch app's VirtualService and DestinationRule
+// are deflated: their repeated hosts, header names and labels cost once.
+func TestCachedSpecsAreDeflated(t *testing.T) {
+	opts := routing.Options{BranchHeader: "x-branch", Gateway: "istio-system/ingressgateway", MeshEnvironment: "production", MaxRoutes: 1000}
+	rels := []routing.Release{{Name: "shop-v1", UID: "u1", Environment: "production", Hosts: []string{"shop.example.com"},
+		Accepted: true, HasDeployment: true, Available: true}}
+	for i := range 100 {
+		rels = append(rels, routing.Release{Name: fmt.Sprintf("shop-b%04d", i), UID: types.UID(fmt.Sprint("u-", i)), Environment: "staging",
+			Branch: fmt.Sprintf("feature-%04d", i), Hosts: []string{"staging.example.com"}, Accepted: true, HasDeployment: true, Available: true})
+	}
+	d := routing.Decide(rels, opts)
+	vsWhole := routing.MakeVirtualService("shop", "shop", d, opts)
+	vs := &networkingv1.VirtualService{ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: "shop"}}
+	proto.Merge(&vs.Spec, vsWhole)
+	compact(vs)
+	encoded := proto.Size(routing.CompactVirtualService(vsWhole))
+	if cached := len(vs.Annotations[annotationCachedRoutes]); cached*5 > encoded {
+		t.Errorf("the cached routes take %d bytes, encoded %d: not deflated", cached, encoded)
+	}
+	if !proto.Equal(vsSpec(vs), routing.CompactVirtualService(vsWhole)) {
+		t.Errorf("the cached routes read otherwise than the compact form")
+	}
+	drWhole := routing.MakeDestinationRule("shop", "shop", d)
+	dr := &networkingv1.DestinationRule{ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: "shop"}}
+	proto.Merge(&dr.Spec, drWhole)
+	if _, err := slimShared(dr); err != nil {
+		t.Fatal(err)
+	}
+	if cached := len(dr.Annotations[annotationCachedSpec]); cached*5 > proto.Size(drWhole) {
+		t.Errorf("the cached DestinationRule takes %d bytes, encoded %d: not deflated", cached, proto.Size(drWhole))
+	}
+	if !proto.Equal(drSpec(dr), drWhole) {
+		t.Errorf("the cached DestinationRule reads otherwise than the whole")
+	}
+	if _, err := unpack("not deflated"); err == nil {
+		t.Errorf("unpack of data pack did not make: no error")
 	}
 }

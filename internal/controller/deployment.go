@@ -169,7 +169,7 @@ func withoutTemplate(obj any) (any, error) {
 // a namespace, an app or a state repeat (unique.Make): kind and API version,
 // namespace, app, environment, hosts, finalizers, phase, and its conditions' type,
 // status and reason. Names, images, branches and messages, mostly one
-// release's own, are left alone.
+// release's own, are left alone (a message its conditions repeat is kept once).
 func internRelease(r *v1alpha1.AppRelease) {
 	in := func(s string) string { return unique.Make(s).Value() }
 	r.Kind, r.APIVersion = in(r.Kind), in(r.APIVersion)
@@ -182,10 +182,25 @@ func internRelease(r *v1alpha1.AppRelease) {
 		r.Spec.Hosts[i] = in(r.Spec.Hosts[i])
 	}
 	r.Status.Phase = v1alpha1.Phase(in(string(r.Status.Phase)))
+	switch conds := r.Status.Conditions; {
+	case len(conds) == 0:
+		r.Status.Conditions = nil
+	case cap(conds) > len(conds):
+		// The JSON decoder grows a slice by doubling: 3 conditions sit in
+		// room for 4 (96 bytes each).
+		r.Status.Conditions = append(make([]metav1.Condition, 0, len(conds)), conds...)
+	}
 	for i := range r.Status.Conditions {
 		c := &r.Status.Conditions[i]
 		c.Type, c.Reason = in(c.Type), in(c.Reason)
 		c.Status = metav1.ConditionStatus(in(string(c.Status)))
+		// Reconciling and Stalled repeat Ready's message (setStatus): one string.
+		for _, before := range r.Status.Conditions[:i] {
+			if before.Message == c.Message {
+				c.Message = before.Message
+				break
+			}
+		}
 	}
 }
 

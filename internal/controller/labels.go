@@ -246,8 +246,8 @@ func compactVirtualService(obj any) (any, error) {
 // slimShared is the cache's transform of the app's Service and
 // DestinationRule: no managedFields, and owner references as their digest
 // (withoutOwners); a DestinationRule's spec whole but protobuf-encoded in
-// annotationCachedSpec (a Go Subset with its labels map is some 450 bytes,
-// encoded about 60), which drSpec decodes.
+// annotationCachedSpec and deflated (pack; a Go Subset with its labels map is
+// some 450 bytes, encoded about 60, deflated about 8), which drSpec decodes.
 func slimShared(obj any) (any, error) {
 	o, ok := obj.(client.Object)
 	if !ok {
@@ -259,7 +259,7 @@ func slimShared(obj any) (any, error) {
 	// refuses one without): an encoded one has none.
 	if dr, ok := obj.(*networkingv1.DestinationRule); ok && dr.Spec.Host != "" {
 		if spec, err := (proto.MarshalOptions{Deterministic: true}).Marshal(&dr.Spec); err == nil {
-			dr.Annotations[annotationCachedSpec] = string(spec) // withoutOwners made the map
+			dr.Annotations[annotationCachedSpec] = pack(spec) // withoutOwners made the map
 			proto.Reset(&dr.Spec)
 		}
 	}
@@ -312,7 +312,7 @@ func compacted(vs *networkingv1.VirtualService) bool {
 
 // compact keeps of a VirtualService's spec only what the app controller
 // reads of it (routing.CompactVirtualService: rule names, subsets, the
-// environments' hosts), protobuf-encoded in annotationCachedRoutes (the
+// environments' hosts), protobuf-encoded and deflated in annotationCachedRoutes (the
 // spec itself left empty; vsSpec decodes it), notes the whole spec's hash in
 // annotationCachedSpecHash (sameSpec compares by it, so it must be the
 // hash of the spec as the API server holds it: compact a VirtualService once,
@@ -327,7 +327,8 @@ func compact(vs *networkingv1.VirtualService) {
 		size = len(b)
 	}
 	// Encoded, the compact form is a seventh of its decoded size (a Go
-	// HTTPRoute is 224 bytes before its fields): vsSpec decodes it.
+	// HTTPRoute is 224 bytes before its fields), deflated a ninth of that
+	// (pack): vsSpec decodes it.
 	routes, err := proto.MarshalOptions{Deterministic: true}.Marshal(routing.CompactVirtualService(&vs.Spec))
 	if err != nil {
 		return // kept whole: vsSpec reads it as it is
@@ -337,7 +338,7 @@ func compact(vs *networkingv1.VirtualService) {
 	if vs.Annotations == nil {
 		vs.Annotations = map[string]string{}
 	}
-	vs.Annotations[annotationCachedRoutes] = string(routes)
+	vs.Annotations[annotationCachedRoutes] = pack(routes)
 	vs.Annotations[annotationCachedSpecHash] = hash
 	vs.Annotations[metrics.SpecBytesAnnotation] = strconv.Itoa(size)
 }
