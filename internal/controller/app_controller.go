@@ -130,6 +130,7 @@ func (r *AppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl
 	s := &appScope{key: req.NamespacedName, now: r.now()}
 	for _, load := range []func(context.Context, *appScope) error{r.loadReleases, r.loadDeployments, r.loadShared} {
 		if err := load(ctx, s); errors.Is(err, errCacheBehind) {
+			ctrl.LoggerFrom(ctx).V(1).Info("The cache is behind the app's own last write; rebuilding again shortly", "retryIn", cacheRetry)
 			return ctrl.Result{RequeueAfter: cacheRetry}, nil
 		} else if err != nil {
 			return ctrl.Result{}, err
@@ -169,6 +170,7 @@ func (r *AppReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl
 		}
 		metrics.Rebuilds.WithLabelValues(result).Inc()
 		metrics.RebuildDuration.Observe(time.Since(start).Seconds())
+		ctrl.LoggerFrom(ctx).V(1).Info("Rebuilt", "releases", len(s.releases), "wrote", s.writing, "throttled", s.throttled, "took", time.Since(start))
 	}()
 	defer func() {
 		// Statuses say what was written, and why what was not written was

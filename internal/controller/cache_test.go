@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"testing"
 	"time"
+	"unsafe"
 
 	"google.golang.org/protobuf/proto"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -60,8 +61,15 @@ func TestSlimDeploymentKeepsWhatTheControllersRead(t *testing.T) {
 	if !runs(slim, rel) || slim.App != "shop" || slim.Release != "shop-v1" || slim.EditedBy != "kubectl-set" {
 		t.Errorf("the record lost its app, release or editor: %+v", slim)
 	}
-	if slim.Labels != nil || slim.Annotations != nil || slim.ManagedFields != nil || slim.OwnerReferences != nil {
-		t.Errorf("the record keeps labels, annotations, managed fields or owner references: %+v", slim.ObjectMeta)
+	if slim.GetLabels() != nil || slim.GetAnnotations() != nil || slim.GetManagedFields() != nil || slim.GetOwnerReferences() != nil {
+		t.Errorf("the record keeps labels, annotations, managed fields or owner references: %+v", slim.recordMeta)
+	}
+	if slim.GetName() != d.Name || slim.GetNamespace() != d.Namespace || slim.GetUID() != d.UID || slim.GetResourceVersion() != d.ResourceVersion ||
+		slim.GetGeneration() != d.Generation || !slices.Equal(slim.GetFinalizers(), d.Finalizers) {
+		t.Errorf("the record reads as another object: %+v", slim.recordMeta)
+	}
+	if size := unsafe.Sizeof(*slim); size > 224 {
+		t.Errorf("a record takes %d bytes before its strings", size)
 	}
 	// client-go may pass an object through its transform twice.
 	if again, _ := slimDeployment(slim); again != slim {
