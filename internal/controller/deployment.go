@@ -306,7 +306,7 @@ func (d *deploymentRecord) GetObjectKind() schema.ObjectKind { return schema.Emp
 // DeepCopyObject copies the record.
 func (d *deploymentRecord) DeepCopyObject() runtime.Object {
 	c := *d
-	c.recordMeta = d.recordMeta.deepCopy()
+	c.recordMeta = d.deepCopy()
 	return &c
 }
 
