@@ -784,6 +784,10 @@ func (r *report) crowded(ctx context.Context, b *bench, big, burst, samples int)
 			}
 			if avail, ok := obs.availableAt(name); ok {
 				out = append(out, at.Sub(avail))
+				if r.verbose {
+					fmt.Printf("      %s: available %s, routed %s later (%s)\n", name, avail.UTC().Format("15:04:05.000"),
+						at.Sub(avail).Round(100*time.Microsecond), obs.trace(name, avail))
+				}
 			}
 		}
 		return out, nil

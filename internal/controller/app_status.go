@@ -9,9 +9,11 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -21,9 +23,17 @@ import (
 )
 
 // patchStatuses writes each release's status where the rebuild changed it,
-// with an event for every change of phase or refusal.
+// with an event for every change of phase or refusal. The patches go out
+// statusWorkers at a time (each to its own release): a rebuild that moves
+// hundreds of releases, or a few on an API server slowed by another app's
+// burst, holds its app's worker for the slowest of a few round trips
+// rather than their sum, and the app's next change waits that much less.
 func (r *AppReconciler) patchStatuses(ctx context.Context, s *appScope) error {
-	var errs []error
+	type change struct {
+		rel  *v1alpha1.AppRelease
+		want *v1alpha1.AppReleaseStatus
+	}
+	var changes []change
 	referenced := referencedSubsets(s)
 	for _, name := range sortedNames(s.releases) {
 		rel := s.releases[name]
@@ -38,31 +48,48 @@ func (r *AppReconciler) patchStatuses(ctx context.Context, s *appScope) error {
 			drainingSince = &metav1.Time{Time: t}
 		}
 		want.DrainingSince = drainingSince
-		if equality.Semantic.DeepEqual(want, &rel.Status) {
-			continue
-		}
-		patch := client.MergeFrom(rel.DeepCopy())
-		before := rel.Status.Phase
-		beforeReason := readyReason(&rel.Status)
-		rel.Status = *want
-		if err := r.Status().Patch(ctx, rel, patch); client.IgnoreNotFound(err) != nil {
-			errs = append(errs, fmt.Errorf("patch status of AppRelease %s: %w", klog.KObj(rel), err))
-			continue
-		}
-		if after := readyReason(want); before != want.Phase || beforeReason != after {
-			eventType := corev1.EventTypeNormal
-			stalled := meta.IsStatusConditionTrue(want.Conditions, v1alpha1.ConditionStalled)
-			if stalled && (want.Phase != v1alpha1.PhaseSuperseded || after == v1alpha1.ReasonOlderBuild) {
-				eventType = corev1.EventTypeWarning
-			}
-			msg := ""
-			if c := meta.FindStatusCondition(want.Conditions, v1alpha1.ConditionReady); c != nil {
-				msg = c.Message
-			}
-			r.Recorder.Eventf(rel, nil, eventType, after, "Route", "%s", truncate(fmt.Sprintf("%s (phase %s, weight %d%%)", msg, want.Phase, want.Weight)))
+		if !equality.Semantic.DeepEqual(want, &rel.Status) {
+			changes = append(changes, change{rel, want})
 		}
 	}
+	errs := make([]error, len(changes))
+	workqueue.ParallelizeUntil(ctx, statusWorkers, len(changes), func(i int) {
+		errs[i] = r.patchStatus(ctx, changes[i].rel, changes[i].want)
+	})
 	return kerrors.NewAggregate(errs)
+}
+
+// statusWorkers is how many status patches of one rebuild are in flight at
+// once.
+const statusWorkers = 8
+
+// patchStatus writes want as rel's status (rel is the rebuild's own copy),
+// and an event when its phase or Ready reason changed. A release gone
+// meanwhile is no error.
+func (r *AppReconciler) patchStatus(ctx context.Context, rel *v1alpha1.AppRelease, want *v1alpha1.AppReleaseStatus) error {
+	patch := client.MergeFrom(rel.DeepCopy())
+	before := rel.Status.Phase
+	beforeReason := readyReason(&rel.Status)
+	rel.Status = *want
+	if err := r.Status().Patch(ctx, rel, patch); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("patch status of AppRelease %s: %w", klog.KObj(rel), err)
+	}
+	if after := readyReason(want); before != want.Phase || beforeReason != after {
+		eventType := corev1.EventTypeNormal
+		stalled := meta.IsStatusConditionTrue(want.Conditions, v1alpha1.ConditionStalled)
+		if stalled && (want.Phase != v1alpha1.PhaseSuperseded || after == v1alpha1.ReasonOlderBuild) {
+			eventType = corev1.EventTypeWarning
+		}
+		msg := ""
+		if c := meta.FindStatusCondition(want.Conditions, v1alpha1.ConditionReady); c != nil {
+			msg = c.Message
+		}
+		r.Recorder.Eventf(rel, nil, eventType, after, "Route", "%s", truncate(fmt.Sprintf("%s (phase %s, weight %d%%)", msg, want.Phase, want.Weight)))
+	}
+	return nil
 }
 
 // desiredStatus is the status a release's outcome calls for, with what the
