@@ -187,8 +187,10 @@ func (r *AppReconciler) reconcileRouting(ctx context.Context, s *appScope) (ctrl
 		return ctrl.Result{}, nil
 	}
 	p := planRouting(s.desiredDR, s.currentDR(), s.desiredVS, s.currentVS(), s.drains, r.Config.DrainDelay, s.now)
-	if err := r.applyDestinationRule(ctx, s, p.First, owners); err != nil {
-		return r.writeFailed(s, err, true)
+	if p.WriteFirst || s.dr == nil {
+		if err := r.applyDestinationRule(ctx, s, p.First, owners); err != nil {
+			return r.writeFailed(s, err, true)
+		}
 	}
 	if err := r.applyVirtualService(ctx, s, p.VirtualService, routedOwners(owners, p.VirtualService, s.decision)); err != nil {
 		return r.writeFailed(s, err, true)
@@ -465,7 +467,8 @@ func referencedSubsets(s *appScope) map[string]bool {
 }
 
 func (r *AppReconciler) applyDestinationRule(ctx context.Context, s *appScope, spec *networking.DestinationRule, owners []metav1.OwnerReference) error {
-	if s.dr != nil && sameMeta(s.dr, s.key.Name, owners) && proto.Equal(s.currentDR(), spec) {
+	metaSame, specSame := s.dr != nil && sameMeta(s.dr, s.key.Name, owners), s.dr != nil && proto.Equal(s.currentDR(), spec)
+	if metaSame && specSame {
 		return nil
 	}
 	if wait := r.throttle(s); wait > 0 {
@@ -480,7 +483,8 @@ func (r *AppReconciler) applyDestinationRule(ctx context.Context, s *appScope, s
 		return fmt.Errorf("apply DestinationRule %s: %w", s.key, err)
 	}
 	metrics.Writes.WithLabelValues("DestinationRule", "apply").Inc()
-	ctrl.LoggerFrom(ctx).Info("Applied DestinationRule", "destinationRule", klog.KObj(obj), "subsets", len(spec.Subsets), "took", time.Since(start))
+	ctrl.LoggerFrom(ctx).Info("Applied DestinationRule", "destinationRule", klog.KObj(obj), "subsets", len(spec.Subsets),
+		"specChanged", !specSame, "metadataChanged", !metaSame, "took", time.Since(start))
 	r.remember(obj, s.key, obj.ResourceVersion)
 	s.dr = obj
 	r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "SubsetsUpdated", "Apply", "Subsets: %s", subsetNames(spec))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	. "github.com/onsi/gomega"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -143,7 +144,13 @@ type writeCounter struct {
 	writes *[]string
 }
 
+// writesMu guards every writeCounter's list: a rebuild patches statuses
+// concurrently.
+var writesMu sync.Mutex
+
 func (w writeCounter) note(verb string, obj any) {
+	writesMu.Lock()
+	defer writesMu.Unlock()
 	*w.writes = append(*w.writes, fmt.Sprintf("%s %T", verb, obj))
 }
 

@@ -3,6 +3,7 @@ package controller
 import (
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -20,6 +21,12 @@ type routingPlan struct {
 	// First is the DestinationRule before the VirtualService is written: every
 	// desired subset, and the current ones still routed or draining.
 	First *networking.DestinationRule
+	// WriteFirst: First's subsets differ from the current ones, so it is
+	// written before the VirtualService. When they do not, a change of the
+	// DestinationRule's owners alone (a release coming up, or going) waits
+	// for Last, right after the routes, rather than hold them back by a
+	// write.
+	WriteFirst bool
 	// VirtualService is the desired spec; nil deletes it (nothing routable).
 	VirtualService *networking.VirtualService
 	// DrainsAfterRoutes are the drain starts once the VirtualService is
@@ -42,6 +49,7 @@ func planRouting(desiredDR, currentDR *networking.DestinationRule, desiredVS, cu
 	before := routing.RoutedSubsets(currentVS)
 	p := routingPlan{VirtualService: desiredVS}
 	p.First, _ = routing.PlanSubsets(desiredDR, currentDR, before, drains, delay, now)
+	p.WriteFirst = currentDR == nil || !proto.Equal(p.First, currentDR)
 	after := routing.RoutedSubsets(desiredVS)
 	p.DrainsAfterRoutes = routing.NextDrains(drains, before, after, routing.DefinedSubsets(p.First), drainStart(now))
 	p.Last, p.Next = routing.PlanSubsets(desiredDR, p.First, after, p.DrainsAfterRoutes, delay, now)

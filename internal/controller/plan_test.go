@@ -54,30 +54,37 @@ func TestPlanRouting(t *testing.T) {
 		desiredVS, currentVS *networking.VirtualService
 		drains               map[string]time.Time
 		first, last          string
+		writeFirst           bool
 		drainsAfter          map[string]time.Time
 		next                 time.Duration
 	}{
 		{name: "a release coming up: its subset before its route; the previous stable stands by, its drain noted",
 			desiredDR: dr("v1", "v2"), currentDR: dr("v1"), desiredVS: vs("v2"), currentVS: vs("v1"),
+			first: "v1,v2", writeFirst: true, last: "v1,v2", drainsAfter: map[string]time.Time{"v1": t0}},
+		{name: "a release whose subset is defined already taking its route: no write before the routes (its owner reference waits for Last)",
+			desiredDR: dr("v1", "v2"), currentDR: dr("v1", "v2"), desiredVS: vs("v2"), currentVS: vs("v1"),
 			first: "v1,v2", last: "v1,v2", drainsAfter: map[string]time.Time{"v1": t0}},
 		{name: "a route leaving: its subset stays for the drain delay",
 			desiredDR: dr("v2"), currentDR: dr("v1", "v2"), desiredVS: vs("v2"), currentVS: vs("v1", "v2"),
 			first: "v1,v2", last: "v1,v2", drainsAfter: map[string]time.Time{"v1": t0}, next: delay},
 		{name: "a drain that ended: the subset leaves at once",
 			desiredDR: dr("v2"), currentDR: dr("v1", "v2"), desiredVS: vs("v2"), currentVS: vs("v2"),
-			drains: map[string]time.Time{"v1": t0.Add(-delay)}, first: "v2", last: "v2", drainsAfter: map[string]time.Time{}},
+			drains: map[string]time.Time{"v1": t0.Add(-delay)}, first: "v2", writeFirst: true, last: "v2", drainsAfter: map[string]time.Time{}},
 		{name: "the last route gone: the VirtualService is deleted and every subset drains",
 			desiredDR: dr(), currentDR: dr("v1"), desiredVS: nil, currentVS: vs("v1"),
 			first: "v1", last: "v1", drainsAfter: map[string]time.Time{"v1": t0}, next: delay},
 		{name: "nothing written yet",
 			desiredDR: dr("v1"), currentDR: nil, desiredVS: vs("v1"), currentVS: nil,
-			first: "v1", last: "v1", drainsAfter: map[string]time.Time{}},
+			first: "v1", writeFirst: true, last: "v1", drainsAfter: map[string]time.Time{}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			p := planRouting(tc.desiredDR, tc.currentDR, tc.desiredVS, tc.currentVS, tc.drains, delay, t0)
 			if names(p.First) != tc.first || names(p.Last) != tc.last || p.Next != tc.next {
 				t.Errorf("first %s, last %s, next %s; want %s, %s, %s", names(p.First), names(p.Last), p.Next, tc.first, tc.last, tc.next)
+			}
+			if p.WriteFirst != tc.writeFirst {
+				t.Errorf("writes the DestinationRule before the routes: %v, want %v", p.WriteFirst, tc.writeFirst)
 			}
 			if fmt.Sprint(p.Drains) != fmt.Sprint(tc.drainsAfter) {
 				t.Errorf("drains %v, want %v", p.Drains, tc.drainsAfter)
