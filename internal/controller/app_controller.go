@@ -352,7 +352,8 @@ func loadDrains(s *appScope) map[string]time.Time {
 
 // vsSpec is the spec of a VirtualService as read or written: the compact
 // form (decoded from annotationCachedRoutes) of one compact made so, the
-// spec itself of any other. nil for none.
+// spec itself of any other. nil for none, and for a compact form that does not
+// decode (loadShared refuses to rebuild from one).
 func vsSpec(vs *networkingv1.VirtualService) *networking.VirtualService {
 	if vs == nil {
 		return nil
@@ -362,6 +363,7 @@ func vsSpec(vs *networkingv1.VirtualService) *networking.VirtualService {
 		if b, err := unpack(routes); err == nil && proto.Unmarshal(b, out) == nil {
 			return out
 		}
+		return nil // the spec itself was emptied: never read it as the routes
 	}
 	return &vs.Spec
 }
@@ -386,7 +388,8 @@ func (s *appScope) currentDR() *networking.DestinationRule {
 
 // drSpec is the spec of a DestinationRule as read or written: decoded from
 // annotationCachedSpec for one the cache holds (slimShared), the spec
-// itself of any other. nil for none.
+// itself of any other. nil for none, and for a cached form that does not
+// decode (loadShared refuses to rebuild from one).
 func drSpec(dr *networkingv1.DestinationRule) *networking.DestinationRule {
 	if dr == nil {
 		return nil
@@ -396,6 +399,7 @@ func drSpec(dr *networkingv1.DestinationRule) *networking.DestinationRule {
 		if b, err := unpack(spec); err == nil && proto.Unmarshal(b, out) == nil {
 			return out
 		}
+		return nil // the spec itself was emptied: never read it as the subsets
 	}
 	return &dr.Spec
 }

@@ -77,6 +77,15 @@ func (r *AppReconciler) loadShared(ctx context.Context, s *appScope) error {
 			s.foreign = append(s.foreign, o.kind)
 		}
 	}
+	// A cached form that does not decode would read as no routes or no
+	// subsets, and the rebuild would unroute and retire releases: an error
+	// (retried with backoff) instead.
+	if s.vs != nil && s.currentVS() == nil {
+		return fmt.Errorf("VirtualService %s: its cached routes do not decode", s.key)
+	}
+	if s.dr != nil && s.currentDR() == nil {
+		return fmt.Errorf("DestinationRule %s: its cached spec does not decode", s.key)
+	}
 	return nil
 }
 

@@ -53,7 +53,18 @@ func (r *AppReconciler) patchStatuses(ctx context.Context, s *appScope) error {
 		}
 	}
 	errs := make([]error, len(changes))
+	for i := range errs {
+		// What a cancelled context leaves unsent is an error, not a success.
+		errs[i] = fmt.Errorf("patch status of AppRelease %s: not sent", klog.KObj(changes[i].rel))
+	}
 	workqueue.ParallelizeUntil(ctx, statusWorkers, len(changes), func(i int) {
+		defer func() {
+			// A panic on this goroutine would end the process; on the
+			// reconcile's own, controller-runtime turns it into an error.
+			if p := recover(); p != nil {
+				errs[i] = fmt.Errorf("patch status of AppRelease %s: panic: %v", klog.KObj(changes[i].rel), p)
+			}
+		}()
 		errs[i] = r.patchStatus(ctx, changes[i].rel, changes[i].want)
 	})
 	return kerrors.NewAggregate(errs)

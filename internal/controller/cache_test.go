@@ -400,4 +400,11 @@ func TestCachedSpecsAreDeflated(t *testing.T) {
 	if _, err := unpack("not deflated"); err == nil {
 		t.Errorf("unpack of data pack did not make: no error")
 	}
+	// A cached form that does not decode never reads as the emptied spec
+	// (no routes, no subsets): loadShared refuses it.
+	vs.Annotations[annotationCachedRoutes] = "not deflated"
+	dr.Annotations[annotationCachedSpec] = "not deflated"
+	if vsSpec(vs) != nil || drSpec(dr) != nil {
+		t.Errorf("a cached form that does not decode reads as a spec")
+	}
 }

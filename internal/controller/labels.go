@@ -101,8 +101,8 @@ type Config struct {
 // its pkg/cache/internal), because its IndexField stores both a namespaced
 // and an all-namespaces key for every value: one of them is never read, and
 // at 10,000 releases the unread keys' set entries are megabytes of heap. A
-// List by these fields with the other scope finds nothing (listedByIndex in
-// the tests pins the key forms).
+// List by these fields with the other scope finds nothing (the "AppRelease
+// indexes" spec in hosts_test.go pins the key forms).
 func SetupIndexes(ctx context.Context, mgr manager.Manager) error {
 	inf, err := mgr.GetCache().GetInformer(ctx, &v1alpha1.AppRelease{}, cache.BlockUntilSynced(false))
 	if err != nil {

@@ -33,7 +33,10 @@ func pack(b []byte) string {
 	var out bytes.Buffer
 	out.Grow(len(b)/4 + 64)
 	w := flateWriters.Get().(*flate.Writer)
-	defer flateWriters.Put(w)
+	defer func() {
+		w.Reset(io.Discard) // hold no buffer while pooled
+		flateWriters.Put(w)
+	}()
 	w.Reset(&out)
 	// Writes to a bytes.Buffer do not fail.
 	_, _ = w.Write(b)
@@ -44,7 +47,10 @@ func pack(b []byte) string {
 // unpack inflates what pack made. Errors: s is not deflated data.
 func unpack(s string) ([]byte, error) {
 	r := flateReaders.Get().(io.ReadCloser)
-	defer flateReaders.Put(r)
+	defer func() {
+		_ = r.(flate.Resetter).Reset(strings.NewReader(""), nil) // hold no input while pooled
+		flateReaders.Put(r)
+	}()
 	if err := r.(flate.Resetter).Reset(strings.NewReader(s), nil); err != nil {
 		return nil, err
 	}
