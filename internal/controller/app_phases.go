@@ -196,7 +196,7 @@ func (r *AppReconciler) reconcileRouting(ctx context.Context, s *appScope) (ctrl
 		return ctrl.Result{}, nil
 	}
 	p := planRouting(s.desiredDR, s.currentDR(), s.desiredVS, s.currentVS(), s.drains, r.Config.DrainDelay, s.now)
-	if p.WriteFirst || s.dr == nil {
+	if p.WriteFirst { // always so when there is no DestinationRule yet
 		if err := r.applyDestinationRule(ctx, s, p.First, owners); err != nil {
 			return r.writeFailed(s, err, true)
 		}
